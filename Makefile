@@ -1,0 +1,37 @@
+# runwright: `make run` starts the product, `make test` passes the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the all-in-one server (SQLite in ~/.runwright, demo task types) on 127.0.0.1:8080.
+run: install
+	$(VENV)/bin/runwright server --tasks runwright.demo
+
+## Install test dependencies, start PostgreSQL if it is down, run the whole suite.
+test: install
+	bash scripts/services.sh
+	$(PY) -m pytest -q -p no:cacheprovider
+
+## Lint, format check and strict typing of src/.
+check: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy src
+
+bench: install
+	bash scripts/services.sh
+	$(PY) bench/queue.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

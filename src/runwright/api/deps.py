@@ -1,0 +1,23 @@
+"""Dependencies shared by the routers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from runwright.services.runs import RunService
+from runwright.services.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_run_service(request: Request) -> RunService:
+    return get_runtime(request).runs
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RunServiceDep = Annotated[RunService, Depends(get_run_service)]

@@ -1,0 +1,133 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runwright.model.runs import Run, WorkerInfo, to_datetime
+
+
+class SubmitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=200, description="Registered task type.")
+    payload: Any = Field(default=None, description="Any JSON value handed to the task.")
+    queue: str = Field(default="default", min_length=1, max_length=100)
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="Higher runs first.")
+    max_attempts: int = Field(default=1, ge=1, le=1000)
+    timeout: float | None = Field(default=None, gt=0, description="Seconds per attempt.")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    scheduled_at: datetime | None = Field(
+        default=None, description="Not before this time (ISO 8601; naive means UTC)."
+    )
+
+
+class ProgressOut(BaseModel):
+    percent: float | None
+    message: str | None
+
+
+class RunOut(BaseModel):
+    id: int
+    type: str
+    job: str | None
+    trigger: str
+    queue: str
+    priority: int
+    status: str
+    outcome: str | None
+    payload: Any
+    result: Any
+    error: str | None
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    idempotency_key: str | None
+    progress: ProgressOut
+    worker: str | None
+    cancel_requested: bool
+    retry_of: int | None
+    created_at: datetime | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: float | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunOut:
+        return cls(
+            id=run.id,
+            type=run.type,
+            job=run.job,
+            trigger=run.trigger,
+            queue=run.queue,
+            priority=run.priority,
+            status=run.status.value,
+            outcome=run.outcome.value if run.outcome else None,
+            payload=run.payload,
+            result=run.result,
+            error=run.error,
+            attempt=run.attempt,
+            max_attempts=run.max_attempts,
+            timeout=run.timeout,
+            idempotency_key=run.idempotency_key,
+            progress=ProgressOut(percent=run.progress.percent, message=run.progress.message),
+            worker=run.worker_id,
+            cancel_requested=run.cancel_requested,
+            retry_of=run.retry_of,
+            created_at=to_datetime(run.created_at),
+            scheduled_at=to_datetime(run.scheduled_at),
+            started_at=to_datetime(run.started_at),
+            finished_at=to_datetime(run.finished_at),
+            duration=run.duration,
+        )
+
+
+class RunPage(BaseModel):
+    runs: list[RunOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next, older page.")
+
+
+class ResultOut(BaseModel):
+    id: int
+    result: Any
+
+
+class TaskTypeOut(BaseModel):
+    name: str
+    description: str
+    workers: int
+
+
+class WorkerOut(BaseModel):
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    task_types: list[str]
+    running: int
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+
+    @classmethod
+    def of(cls, info: WorkerInfo) -> WorkerOut:
+        return cls(
+            id=info.id,
+            hostname=info.hostname,
+            pid=info.pid,
+            queues=list(info.queues),
+            concurrency=info.concurrency,
+            task_types=list(info.task_types),
+            running=info.running,
+            started_at=to_datetime(info.started_at),
+            heartbeat_at=to_datetime(info.heartbeat_at),
+        )
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: list[dict[str, Any]] | None = None

@@ -1,0 +1,1 @@
+"""The `runwright` command line."""

@@ -1,0 +1,157 @@
+"""`runwright server`, `worker` and `scheduler`: the long-running processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from runwright.api.app import create_app
+from runwright.cli.common import console, err_console, reported, settings_from
+from runwright.config import Settings
+from runwright.scheduler.maintenance import Maintenance
+from runwright.services.runtime import Runtime
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("RUNWRIGHT_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _tasks(settings: Settings, tasks: str | None) -> Settings:
+    if tasks is None:
+        return settings
+    return settings.with_overrides(tasks=tuple(settings.tasks) + _split(tasks))
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def server(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[
+        int, typer.Option(min=0, help="Runs executed at once by the embedded worker (0: none).")
+    ] = 4,
+    queues: Annotated[str, typer.Option(help="Queues the embedded worker serves.")] = "default",
+    tasks: Annotated[str | None, typer.Option(help="Modules registering task types.")] = None,
+) -> None:
+    """REST API, recovery of lost runs and an embedded worker, in one process."""
+    _configure_logging()
+    settings = _tasks(settings_from(ctx), tasks)
+    if not _port_free(host, port):
+        err_console.print(
+            f"[red]Error:[/] port {port} on {host} is already in use. Stop the other process "
+            "or choose another port with --port."
+        )
+        raise typer.Exit(1)
+    with reported():
+        runtime = Runtime.open(settings, create_schema=True)
+    maintenance = Maintenance(
+        runtime.engine, lease_timeout=settings.lease_timeout, policy=runtime.retry_policy()
+    )
+    worker = runtime.worker(concurrency=workers, queues=_split(queues), in_process=True)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    info_path = settings.home / "server.json"
+    with reported():
+        maintenance.start()
+        if workers:
+            worker.start()
+    info_path.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    console.print(f"runwright server on {url}  (database: {runtime.engine.url.get_backend_name()}"
+                  f", {workers} embedded worker slots)", highlight=False)
+    try:
+        uvicorn.Server(
+            uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning")
+        ).run()
+    finally:
+        console.print("Stopping: letting running runs finish...")
+        if workers:
+            worker.stop_and_wait()
+        maintenance.stop()
+        _remove_if_ours(info_path)
+        runtime.close()
+
+
+def _remove_if_ours(path: Path) -> None:
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[int, typer.Option(min=1, help="Runs executed at once.")] = 8,
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to serve.")] = "default",
+    tasks: Annotated[str | None, typer.Option(help="Modules registering task types.")] = None,
+) -> None:
+    """Claim and execute runs until stopped (SIGTERM: finish, then requeue; twice: exit)."""
+    _configure_logging()
+    settings = _tasks(settings_from(ctx), tasks)
+    with reported():
+        runtime = Runtime.open(settings, create_schema=False)
+        instance = runtime.worker(concurrency=concurrency, queues=_split(queues))
+        instance.start()
+    signals = {"count": 0}
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            err_console.print("Second signal: exiting now; unfinished runs recover by lease.")
+            os._exit(1)
+        err_console.print(
+            f"Stopping after running runs finish (up to {settings.shutdown_grace:g}s); "
+            "send the signal again to exit at once."
+        )
+        instance.stop()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    while not instance.wait(0.5):
+        pass
+    runtime.close()
+
+
+def scheduler(ctx: typer.Context) -> None:
+    """Recover runs of dead workers (and, later, fire schedules) until stopped."""
+    _configure_logging()
+    settings = settings_from(ctx)
+    with reported():
+        runtime = Runtime.open(settings, create_schema=False)
+    maintenance = Maintenance(
+        runtime.engine, lease_timeout=settings.lease_timeout, policy=runtime.retry_policy()
+    )
+    maintenance.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    console.print("runwright scheduler running; Ctrl-C to stop.")
+    stop.wait()
+    maintenance.stop()
+    runtime.close()

@@ -1,0 +1,347 @@
+"""The Python client: over the REST API, or straight to the database when given its URL
+(for applications that embed runwright the way they would embed Celery)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import httpx
+
+from runwright.config import Settings
+from runwright.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    InvalidRequest,
+    NotFound,
+    RunwrightError,
+    ServerUnreachable,
+)
+from runwright.model.runs import Progress, Run, SubmitRequest
+from runwright.model.states import Outcome, RunStatus
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def resolve_server_url(settings: Settings) -> str:
+    """RUNWRIGHT_URL, else the address a running server wrote to its home, else the default."""
+    if settings.url:
+        return settings.url.rstrip("/")
+    info = settings.home / "server.json"
+    try:
+        data = json.loads(info.read_text())
+        return str(data["url"]).rstrip("/")
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_URL
+
+
+def resolve_token(settings: Settings) -> str | None:
+    if settings.token:
+        return settings.token
+    path: Path = settings.home / "token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+class _Backend(Protocol):
+    def submit(self, request: SubmitRequest) -> Run: ...
+    def get(self, run_id: int) -> Run: ...
+    def list(self, params: dict[str, Any]) -> list[Run]: ...
+    def result(self, run_id: int) -> Any: ...
+    def cancel(self, run_id: int) -> Run: ...
+    def retry(self, run_id: int) -> Run: ...
+    def workers(self) -> list[dict[str, Any]]: ...
+    def task_types(self) -> list[dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
+class Client:
+    """Submit runs and follow them.
+
+    ``Client()`` talks to the server named by RUNWRIGHT_URL (or the local one);
+    ``Client(database_url=...)`` writes to the database directly.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        database_url: str | None = None,
+        settings: Settings | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        settings = settings or Settings()
+        self._backend: _Backend
+        if database_url is not None:
+            self._backend = _DatabaseBackend(settings.with_overrides(database_url=database_url))
+        else:
+            self._backend = _HttpBackend(
+                url or resolve_server_url(settings),
+                token if token is not None else resolve_token(settings),
+                timeout,
+            )
+
+    def submit(
+        self,
+        type: str,  # noqa: A002 - the run's type
+        payload: Any = None,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 1,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        scheduled_at: datetime | float | None = None,
+    ) -> Run:
+        when = scheduled_at.timestamp() if isinstance(scheduled_at, datetime) else scheduled_at
+        return self._backend.submit(
+            SubmitRequest(
+                type=type,
+                payload=payload,
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                idempotency_key=idempotency_key,
+                scheduled_at=when,
+            )
+        )
+
+    def get(self, run_id: int) -> Run:
+        return self._backend.get(run_id)
+
+    def list(
+        self,
+        status: str | Iterable[str] | None = None,
+        *,
+        type: str | None = None,  # noqa: A002
+        job: str | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+    ) -> list[Run]:
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        params: dict[str, Any] = {"status": statuses, "limit": limit}
+        if type:
+            params["type"] = [type]
+        if job:
+            params["job"] = [job]
+        if queue:
+            params["queue"] = [queue]
+        if cursor is not None:
+            params["cursor"] = cursor
+        return self._backend.list(params)
+
+    def result(self, run_id: int) -> Any:
+        return self._backend.result(run_id)
+
+    def cancel(self, run_id: int) -> Run:
+        return self._backend.cancel(run_id)
+
+    def retry(self, run_id: int) -> Run:
+        return self._backend.retry(run_id)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Live workers: id, hostname, pid, queues, concurrency, running, heartbeat_at."""
+        return self._backend.workers()
+
+    def task_types(self) -> list[dict[str, Any]]:
+        """Submittable types with the number of live workers serving each."""
+        return self._backend.task_types()
+
+    def wait(self, run_id: int, timeout: float | None = None) -> Run:
+        """Block until the run is final; raises ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            run = self.get(run_id)
+            if run.status.is_final:
+                return run
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"Run {run_id} is still {run.status.value} after {timeout:g}s"
+                )
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            delay = min(delay * 1.5, 1.0)
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _DatabaseBackend:
+    def __init__(self, settings: Settings) -> None:
+        from runwright.services.runtime import Runtime
+
+        self._runtime = Runtime.open(settings, create_schema=True)
+        self._runs = self._runtime.runs
+
+    def submit(self, request: SubmitRequest) -> Run:
+        return self._runs.submit(request).run
+
+    def get(self, run_id: int) -> Run:
+        return self._runs.get(run_id)
+
+    def list(self, params: dict[str, Any]) -> list[Run]:
+        from runwright.db.runs import RunFilter
+
+        return self._runs.list(
+            RunFilter(
+                statuses=[RunStatus(s) for s in params.get("status", [])],
+                types=params.get("type", []),
+                jobs=params.get("job", []),
+                queues=params.get("queue", []),
+                before_id=params.get("cursor"),
+                limit=params["limit"],
+            )
+        )
+
+    def result(self, run_id: int) -> Any:
+        return self._runs.result(run_id)
+
+    def cancel(self, run_id: int) -> Run:
+        return self._runs.cancel(run_id)
+
+    def retry(self, run_id: int) -> Run:
+        return self._runs.retry(run_id)
+
+    def workers(self) -> list[dict[str, Any]]:
+        from runwright.api.schemas import WorkerOut
+
+        return [WorkerOut.of(w).model_dump(mode="json") for w in self._runs.workers()]
+
+    def task_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": t.name, "description": t.description, "workers": t.workers}
+            for t in self._runs.task_types()
+        ]
+
+    def close(self) -> None:
+        self._runtime.close()
+
+
+class _HttpBackend:
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url
+        self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"Cannot reach the runwright server at {self.url} ({exc}). Start it with "
+                "`runwright server`, or set RUNWRIGHT_URL (or --url) to its address."
+            ) from exc
+        if response.is_success:
+            return response.json()
+        raise _error_from(response)
+
+    def submit(self, request: SubmitRequest) -> Run:
+        body: dict[str, Any] = {
+            "type": request.type,
+            "payload": request.payload,
+            "queue": request.queue,
+            "priority": request.priority,
+            "max_attempts": request.max_attempts,
+            "timeout": request.timeout,
+            "idempotency_key": request.idempotency_key,
+        }
+        if request.scheduled_at is not None:
+            body["scheduled_at"] = datetime.fromtimestamp(request.scheduled_at).astimezone().isoformat()
+        return run_from_json(self._call("POST", "/api/runs", json=body))
+
+    def get(self, run_id: int) -> Run:
+        return run_from_json(self._call("GET", f"/api/runs/{run_id}"))
+
+    def list(self, params: dict[str, Any]) -> list[Run]:
+        page = self._call("GET", "/api/runs", params=params)
+        return [run_from_json(item) for item in page["runs"]]
+
+    def result(self, run_id: int) -> Any:
+        return self._call("GET", f"/api/runs/{run_id}/result")["result"]
+
+    def cancel(self, run_id: int) -> Run:
+        return run_from_json(self._call("POST", f"/api/runs/{run_id}/cancel"))
+
+    def retry(self, run_id: int) -> Run:
+        return run_from_json(self._call("POST", f"/api/runs/{run_id}/retry"))
+
+    def workers(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/workers"))
+
+    def task_types(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/task-types"))
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _error_from(response: httpx.Response) -> RunwrightError:
+    try:
+        message = str(response.json().get("error") or response.text)
+    except ValueError:
+        message = response.text or response.reason_phrase
+    kinds: dict[int, type[RunwrightError]] = {
+        404: NotFound,
+        409: Conflict,
+        422: InvalidRequest,
+        400: InvalidRequest,
+        503: DatabaseUnavailable,
+    }
+    error = kinds.get(response.status_code, RunwrightError)(message)
+    error.status_code = response.status_code
+    return error
+
+
+def _epoch(value: str | None) -> float | None:
+    return None if value is None else datetime.fromisoformat(value).timestamp()
+
+
+def run_from_json(data: dict[str, Any]) -> Run:
+    progress = data.get("progress") or {}
+    return Run(
+        id=data["id"],
+        type=data["type"],
+        payload=data.get("payload"),
+        queue=data["queue"],
+        priority=data["priority"],
+        status=RunStatus(data["status"]),
+        outcome=Outcome(data["outcome"]) if data.get("outcome") else None,
+        attempt=data["attempt"],
+        max_attempts=data["max_attempts"],
+        timeout=data.get("timeout"),
+        idempotency_key=data.get("idempotency_key"),
+        progress=Progress(percent=progress.get("percent"), message=progress.get("message")),
+        result=data.get("result"),
+        error=data.get("error"),
+        worker_id=data.get("worker"),
+        cancel_requested=data.get("cancel_requested", False),
+        job=data.get("job"),
+        trigger=data.get("trigger", "api"),
+        retry_of=data.get("retry_of"),
+        created_at=_epoch(data.get("created_at")) or 0.0,
+        scheduled_at=_epoch(data.get("scheduled_at")) or 0.0,
+        started_at=_epoch(data.get("started_at")),
+        finished_at=_epoch(data.get("finished_at")),
+    )

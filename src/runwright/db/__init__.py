@@ -1,0 +1,1 @@
+"""Everything that writes SQL or touches a database driver lives in this package."""

@@ -1,0 +1,217 @@
+"""Run records: submit, read, list, cancel and the aggregates the API reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, Row
+
+from runwright.db.engine import db_now, is_postgres, read, write
+from runwright.db.errors import translate_errors
+from runwright.db.queue import NOTIFY_CHANNEL
+from runwright.db.tables import runs
+from runwright.model.runs import Progress, Run, SubmitRequest
+from runwright.model.states import Outcome, RunStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFilter:
+    statuses: Sequence[RunStatus] = ()
+    types: Sequence[str] = ()
+    jobs: Sequence[str] = ()
+    queues: Sequence[str] = ()
+    before_id: int | None = None  # cursor: runs older than this id
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    run: Run
+    changed: bool  # False when the run had already finished
+
+
+def row_to_run(row: Row[Any]) -> Run:
+    return Run(
+        id=row.id,
+        type=row.type,
+        payload=row.payload,
+        queue=row.queue,
+        priority=row.priority,
+        status=RunStatus(row.status),
+        outcome=Outcome(row.outcome) if row.outcome else None,
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
+        timeout=row.timeout,
+        idempotency_key=row.idempotency_key,
+        progress=Progress(percent=row.progress_percent, message=row.progress_message),
+        result=row.result,
+        error=row.error,
+        worker_id=row.worker_id,
+        cancel_requested=bool(row.cancel_requested),
+        job=row.job,
+        trigger=row.trigger,
+        retry_of=row.retry_of,
+        created_at=row.created_at,
+        scheduled_at=row.scheduled_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+_RUN_COLUMNS = [c for c in runs.c if c.name not in {"lease_token", "lease_expires_at",
+                                                   "heartbeat_at"}]
+
+
+class RunRepository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._now = db_now(engine)
+        self._postgres = is_postgres(engine)
+        self._insert = postgresql.insert(runs) if self._postgres else sqlite.insert(runs)
+
+    def _values(self, request: SubmitRequest) -> dict[str, Any]:
+        scheduled: Any = request.scheduled_at if request.scheduled_at is not None else self._now
+        return {
+            "type": request.type,
+            "payload": request.payload,
+            "queue": request.queue,
+            "priority": request.priority,
+            "status": RunStatus.QUEUED.value,
+            "max_attempts": request.max_attempts,
+            "timeout": request.timeout,
+            "idempotency_key": request.idempotency_key,
+            "job": request.job,
+            "trigger": request.trigger,
+            "retry_of": request.retry_of,
+            "created_at": self._now,
+            "scheduled_at": scheduled,
+        }
+
+    def submit(self, request: SubmitRequest) -> tuple[Run, bool]:
+        """Insert a queued run; with an idempotency key already used, return that run.
+
+        The unique index decides, so two concurrent submits with one key make one run.
+        Returns ``(run, created)``.
+        """
+        statement = (
+            self._insert.values(**self._values(request))
+            .on_conflict_do_nothing(index_elements=[runs.c.idempotency_key])
+            .returning(*_RUN_COLUMNS)
+        )
+        with translate_errors("submit a run"), write(self.engine) as conn:
+            row = conn.execute(statement).first()
+            if row is None:
+                existing = conn.execute(
+                    sa.select(*_RUN_COLUMNS).where(
+                        runs.c.idempotency_key == request.idempotency_key
+                    )
+                ).one()
+                return row_to_run(existing), False
+            self._notify(conn, [request.queue])
+        return row_to_run(row), True
+
+    def submit_many(self, requests: Sequence[SubmitRequest]) -> list[int]:
+        """Insert many runs without idempotency keys in one transaction; returns their ids."""
+        if not requests:
+            return []
+        rows = []
+        for request in requests:
+            values = self._values(request)
+            values["created_at"] = None
+            values["scheduled_at"] = request.scheduled_at
+            rows.append(values)
+        statement = (
+            sa.insert(runs)
+            .values(
+                created_at=self._now,
+                scheduled_at=sa.func.coalesce(
+                    sa.bindparam("scheduled_at", type_=sa.Float), self._now
+                ),
+            )
+            .returning(runs.c.id, sort_by_parameter_order=True)
+        )
+        with translate_errors("submit runs"), write(self.engine) as conn:
+            ids = list(conn.execute(statement, rows).scalars())
+            self._notify(conn, sorted({r.queue for r in requests}))
+        return ids
+
+    def _notify(self, conn: Connection, queues: Sequence[str]) -> None:
+        if self._postgres:
+            for queue in queues:
+                conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, queue)))
+
+    def get(self, run_id: int) -> Run | None:
+        with translate_errors("read a run"), read(self.engine) as conn:
+            row = conn.execute(sa.select(*_RUN_COLUMNS).where(runs.c.id == run_id)).first()
+        return None if row is None else row_to_run(row)
+
+    def list(self, query: RunFilter) -> list[Run]:
+        statement = sa.select(*_RUN_COLUMNS).order_by(runs.c.id.desc()).limit(query.limit)
+        if query.statuses:
+            statement = statement.where(runs.c.status.in_([s.value for s in query.statuses]))
+        if query.types:
+            statement = statement.where(runs.c.type.in_(list(query.types)))
+        if query.jobs:
+            statement = statement.where(runs.c.job.in_(list(query.jobs)))
+        if query.queues:
+            statement = statement.where(runs.c.queue.in_(list(query.queues)))
+        if query.before_id is not None:
+            statement = statement.where(runs.c.id < query.before_id)
+        with translate_errors("list runs"), read(self.engine) as conn:
+            return [row_to_run(row) for row in conn.execute(statement)]
+
+    def cancel(self, run_id: int) -> CancelResult | None:
+        """Cancel a queued run at once; flag a running one for its worker to stop."""
+        with translate_errors("cancel a run"), write(self.engine) as conn:
+            row = conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == run_id, runs.c.status == RunStatus.QUEUED.value)
+                .values(
+                    status=RunStatus.CANCELED.value,
+                    outcome=Outcome.CANCELED.value,
+                    finished_at=self._now,
+                    cancel_requested=True,
+                )
+                .returning(*_RUN_COLUMNS)
+            ).first()
+            if row is None:
+                row = conn.execute(
+                    sa.update(runs)
+                    .where(runs.c.id == run_id, runs.c.status == RunStatus.RUNNING.value)
+                    .values(cancel_requested=True)
+                    .returning(*_RUN_COLUMNS)
+                ).first()
+            if row is not None:
+                return CancelResult(run=row_to_run(row), changed=True)
+            current = conn.execute(sa.select(*_RUN_COLUMNS).where(runs.c.id == run_id)).first()
+        if current is None:
+            return None
+        return CancelResult(run=row_to_run(current), changed=False)
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        """(queue, status, count) for every pair present."""
+        statement = sa.select(runs.c.queue, runs.c.status, sa.func.count()).group_by(
+            runs.c.queue, runs.c.status
+        )
+        with translate_errors("count runs"), read(self.engine) as conn:
+            return [(q, s, int(n)) for q, s, n in conn.execute(statement)]
+
+    def duration_buckets(self, bounds: Sequence[float]) -> tuple[list[int], int, float]:
+        """Cumulative counts of finished runs' durations at or under each bound,
+        the total count and the sum of durations."""
+        duration = runs.c.finished_at - runs.c.started_at
+        columns: list[Any] = [
+            sa.func.sum(sa.case((duration <= bound, 1), else_=0)) for bound in bounds
+        ]
+        columns += [sa.func.count(), sa.func.coalesce(sa.func.sum(duration), 0.0)]
+        statement = sa.select(*columns).where(
+            runs.c.finished_at.is_not(None), runs.c.started_at.is_not(None)
+        )
+        with translate_errors("measure run durations"), read(self.engine) as conn:
+            row = conn.execute(statement).one()
+        values = list(row)
+        return [int(v or 0) for v in values[:-2]], int(values[-2]), float(values[-1])

@@ -1,0 +1,98 @@
+"""Table definitions. Timestamps are UTC epoch seconds (double precision) so that the
+same SQL compares them with the database clock on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    }
+)
+
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+Epoch = sa.Float(precision=53)
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("job", sa.String(200), nullable=True),
+    sa.Column("trigger", sa.String(20), nullable=False, server_default="api"),
+    sa.Column("payload", Json, nullable=True),
+    sa.Column("queue", sa.String(100), nullable=False, server_default="default"),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("outcome", sa.String(40), nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("timeout", sa.Float, nullable=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=True, unique=True),
+    sa.Column("progress_percent", sa.Float, nullable=True),
+    sa.Column("progress_message", sa.Text, nullable=True),
+    sa.Column("result", Json, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("worker_id", sa.String(120), nullable=True),
+    sa.Column("lease_token", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("lease_expires_at", Epoch, nullable=True),
+    sa.Column("heartbeat_at", Epoch, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("retry_of", BigId, nullable=True),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("scheduled_at", Epoch, nullable=False),
+    sa.Column("started_at", Epoch, nullable=True),
+    sa.Column("finished_at", Epoch, nullable=True),
+    sa.CheckConstraint(
+        "status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')", name="status"
+    ),
+)
+
+# The claim reads only queued rows in claim order; a partial index keeps it small.
+sa.Index(
+    "ix_runs_claim",
+    runs.c.queue,
+    runs.c.priority.desc(),
+    runs.c.scheduled_at,
+    runs.c.id,
+    postgresql_where=runs.c.status == "queued",
+    sqlite_where=runs.c.status == "queued",
+)
+sa.Index(
+    "ix_runs_lease",
+    runs.c.lease_expires_at,
+    postgresql_where=runs.c.status == "running",
+    sqlite_where=runs.c.status == "running",
+)
+sa.Index("ix_runs_status_id", runs.c.status, runs.c.id)
+sa.Index("ix_runs_type_id", runs.c.type, runs.c.id)
+sa.Index("ix_runs_job_id", runs.c.job, runs.c.id)
+sa.Index("ix_runs_worker", runs.c.worker_id)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(120), primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("queues", Json, nullable=False),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("task_types", Json, nullable=False),
+    sa.Column("started_at", Epoch, nullable=False),
+    sa.Column("heartbeat_at", Epoch, nullable=False),
+    sa.Column("stopping", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+task_types = sa.Table(
+    "task_types",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("last_seen_at", Epoch, nullable=False),
+)

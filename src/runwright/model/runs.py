@@ -1,0 +1,147 @@
+"""Records of runs that cross layers (never database rows)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from runwright.model.states import Outcome, RunStatus
+
+JSON = Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitRequest:
+    """What a caller asks for when it submits a run."""
+
+    type: str
+    payload: JSON = None
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 1
+    timeout: float | None = None
+    idempotency_key: str | None = None
+    scheduled_at: float | None = None  # epoch seconds; None means now (database clock)
+    job: str | None = None
+    trigger: str = "api"
+    retry_of: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = validate_submit(self)
+        if problems:
+            from runwright.errors import InvalidRequest
+
+            raise InvalidRequest("; ".join(problems))
+
+
+def validate_submit(request: SubmitRequest) -> list[str]:
+    problems: list[str] = []
+    if not request.type or len(request.type) > 200:
+        problems.append("type must be 1 to 200 characters")
+    if not request.queue or len(request.queue) > 100:
+        problems.append("queue must be 1 to 100 characters")
+    if not 1 <= request.max_attempts <= 1000:
+        problems.append("max_attempts must be between 1 and 1000")
+    if request.timeout is not None and request.timeout <= 0:
+        problems.append("timeout must be a positive number of seconds")
+    if request.idempotency_key is not None and not 1 <= len(request.idempotency_key) <= 255:
+        problems.append("idempotency_key must be 1 to 255 characters")
+    if not -1_000_000 <= request.priority <= 1_000_000:
+        problems.append("priority must be between -1000000 and 1000000")
+    return problems
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    percent: float | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    id: int
+    type: str
+    payload: JSON
+    queue: str
+    priority: int
+    status: RunStatus
+    outcome: Outcome | None
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    idempotency_key: str | None
+    progress: Progress = field(default_factory=Progress)
+    result: JSON = None
+    error: str | None = None
+    worker_id: str | None = None
+    cancel_requested: bool = False
+    job: str | None = None
+    trigger: str = "api"
+    retry_of: int | None = None
+    created_at: float = 0.0
+    scheduled_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - self.started_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimedRun:
+    """A run a worker holds, with the fencing token every later write presents."""
+
+    id: int
+    type: str
+    payload: JSON
+    queue: str
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    lease_token: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerInfo:
+    id: str
+    hostname: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    task_types: tuple[str, ...]
+    started_at: float
+    heartbeat_at: float
+    running: int
+
+
+def to_datetime(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completion:
+    """The end of one attempt, written with the attempt's fencing token.
+
+    ``kind`` is ``succeeded``, ``failed``, ``canceled`` or ``retry`` (back to the queue
+    after ``delay`` seconds).
+    """
+
+    run_id: int
+    lease_token: int
+    kind: str
+    result: JSON = None
+    outcome: Outcome | None = None
+    error: str | None = None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressUpdate:
+    run_id: int
+    lease_token: int
+    percent: float | None
+    message: str | None

@@ -1,0 +1,1 @@
+"""Background upkeep: recovery of dead workers' runs (cron firing comes later)."""

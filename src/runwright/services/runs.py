@@ -1,0 +1,169 @@
+"""Submit, inspect, cancel and re-run runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from runwright.db.notify import Waker
+from runwright.db.runs import RunFilter, RunRepository
+from runwright.db.workers import WorkerRegistry
+from runwright.errors import Conflict, InvalidRequest, NotFound, UnknownTaskType
+from runwright.model.runs import Run, SubmitRequest, WorkerInfo
+from runwright.model.states import RunStatus
+from runwright.worker.registry import TaskRegistry
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    run: Run
+    created: bool  # False when an idempotency key returned an earlier run
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTypeInfo:
+    name: str
+    description: str
+    workers: int  # live workers that serve it
+
+
+class RunService:
+    def __init__(
+        self,
+        *,
+        runs: RunRepository,
+        workers: WorkerRegistry,
+        registry: TaskRegistry,
+        waker: Waker | None,
+        lease_timeout: float,
+    ) -> None:
+        self._runs = runs
+        self._workers = workers
+        self._registry = registry
+        self._waker = waker
+        self._live_age = lease_timeout
+
+    # -- submit --------------------------------------------------------------------
+    def submit(self, request: SubmitRequest, *, check_type: bool = True) -> Submitted:
+        if check_type:
+            self._check_type(request.type)
+        request = self._with_task_defaults(request)
+        run, created = self._runs.submit(request)
+        if created and self._waker is not None:
+            self._waker.wake()
+        return Submitted(run=run, created=created)
+
+    def submit_many(self, requests: Sequence[SubmitRequest]) -> list[int]:
+        for name in sorted({r.type for r in requests}):
+            self._check_type(name)
+        if any(r.idempotency_key for r in requests):
+            raise InvalidRequest("bulk submit does not take idempotency keys; submit those one by one")
+        ids = self._runs.submit_many([self._with_task_defaults(r) for r in requests])
+        if self._waker is not None:
+            self._waker.wake()
+        return ids
+
+    def _check_type(self, name: str) -> None:
+        if self._registry.get(name) is not None:
+            return
+        known = set(self._registry.names()) | set(self._workers.known_task_types())
+        if name not in known:
+            raise UnknownTaskType(name, sorted(known))
+
+    def _with_task_defaults(self, request: SubmitRequest) -> SubmitRequest:
+        spec = self._registry.get(request.type)
+        if spec is None:
+            return request
+        changes: dict[str, Any] = {}
+        if spec.queue and request.queue == "default":
+            changes["queue"] = spec.queue
+        if spec.max_attempts and request.max_attempts == 1:
+            changes["max_attempts"] = spec.max_attempts
+        if spec.timeout and request.timeout is None:
+            changes["timeout"] = spec.timeout
+        return replace(request, **changes) if changes else request
+
+    # -- read ----------------------------------------------------------------------
+    def get(self, run_id: int) -> Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise NotFound(f"Run {run_id} does not exist; list runs with `runwright runs list`.")
+        return run
+
+    def list(self, query: RunFilter) -> list[Run]:
+        if not 1 <= query.limit <= MAX_PAGE:
+            raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
+        return self._runs.list(query)
+
+    def result(self, run_id: int) -> Any:
+        run = self.get(run_id)
+        if run.status is RunStatus.SUCCEEDED:
+            return run.result
+        raise Conflict(_why_no_result(run))
+
+    # -- change --------------------------------------------------------------------
+    def cancel(self, run_id: int) -> Run:
+        outcome = self._runs.cancel(run_id)
+        if outcome is None:
+            raise NotFound(f"Run {run_id} does not exist.")
+        if not outcome.changed:
+            raise Conflict(
+                f"Run {run_id} already finished ({outcome.run.status.value}); there is nothing "
+                "to cancel. Use `runwright runs retry` to run it again."
+            )
+        return outcome.run
+
+    def retry(self, run_id: int) -> Run:
+        """Submit a new run with the same type, payload and options as a finished one."""
+        original = self.get(run_id)
+        if original.status not in (RunStatus.FAILED, RunStatus.CANCELED):
+            raise Conflict(
+                f"Run {run_id} is {original.status.value}; only failed or canceled runs can be "
+                "retried."
+            )
+        request = SubmitRequest(
+            type=original.type,
+            payload=original.payload,
+            queue=original.queue,
+            priority=original.priority,
+            max_attempts=original.max_attempts,
+            timeout=original.timeout,
+            job=original.job,
+            trigger="retry",
+            retry_of=original.id,
+        )
+        return self.submit(request, check_type=False).run
+
+    # -- catalogue -----------------------------------------------------------------
+    def task_types(self) -> list[TaskTypeInfo]:
+        live = self._workers.live(self._live_age)
+        names = set(self._registry.names()) | set(self._workers.known_task_types())
+        infos = []
+        for name in sorted(names):
+            spec = self._registry.get(name)
+            infos.append(
+                TaskTypeInfo(
+                    name=name,
+                    description=spec.description if spec else "",
+                    workers=sum(1 for w in live if name in w.task_types),
+                )
+            )
+        return infos
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._workers.live(self._live_age)
+
+
+def _why_no_result(run: Run) -> str:
+    if run.status is RunStatus.QUEUED:
+        return f"Run {run.id} is still queued; it has no result yet. Wait for it to finish."
+    if run.status is RunStatus.RUNNING:
+        return f"Run {run.id} is still running; it has no result yet. Wait for it to finish."
+    if run.status is RunStatus.FAILED:
+        detail = (run.error or "").strip().splitlines()
+        last = detail[-1] if detail else "no error recorded"
+        return f"Run {run.id} failed ({run.outcome.value if run.outcome else 'error'}): {last}"
+    return f"Run {run.id} was canceled; it has no result."

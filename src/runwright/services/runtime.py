@@ -1,0 +1,84 @@
+"""Everything a process needs, built once from settings and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from runwright.config import Settings
+from runwright.db.engine import create_engine
+from runwright.db.notify import Waker
+from runwright.db.runs import RunRepository
+from runwright.db.schema import ensure_schema
+from runwright.db.workers import WorkerRegistry
+from runwright.model.retry import RetryPolicy
+from runwright.services.runs import RunService
+from runwright.worker.registry import TaskRegistry, default_registry, import_task_modules
+from runwright.worker.worker import Worker, WorkerOptions
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    registry: TaskRegistry
+    waker: Waker
+    runs: RunService
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        create_schema: bool = False,
+        registry: TaskRegistry | None = None,
+    ) -> Runtime:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        registry = registry or default_registry
+        import_task_modules(settings.tasks)
+        engine = create_engine(settings.effective_database_url)
+        try:
+            ensure_schema(engine, create_if_empty=create_schema)
+        except Exception:
+            engine.dispose()
+            raise
+        waker = Waker()
+        workers = WorkerRegistry(engine)
+        if registry.names():
+            workers.record_task_types(registry.names())
+        service = RunService(
+            runs=RunRepository(engine),
+            workers=workers,
+            registry=registry,
+            waker=waker,
+            lease_timeout=settings.lease_timeout,
+        )
+        return cls(settings=settings, engine=engine, registry=registry, waker=waker, runs=service)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(base=self.settings.retry_base, cap=self.settings.retry_cap)
+
+    def worker(
+        self, *, concurrency: int, queues: tuple[str, ...] = ("default",), in_process: bool = False
+    ) -> Worker:
+        s = self.settings
+        options = WorkerOptions(
+            queues=queues,
+            concurrency=concurrency,
+            heartbeat_interval=s.heartbeat_interval,
+            lease_timeout=s.lease_timeout,
+            poll_interval=s.poll_interval,
+            shutdown_grace=s.shutdown_grace,
+            retry=self.retry_policy(),
+        )
+        return Worker(
+            engine=self.engine,
+            database_url=s.effective_database_url,
+            registry=self.registry,
+            options=options,
+            waker=self.waker if in_process else None,
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()

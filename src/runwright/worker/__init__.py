@@ -1,0 +1,1 @@
+"""Workers: claim runs, execute them, heartbeat, and record how they ended."""

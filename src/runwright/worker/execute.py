@@ -1,0 +1,93 @@
+"""Turn one attempt of a task into a ``Completion``: pure decisions around the call."""
+
+from __future__ import annotations
+
+import json
+import random
+import traceback
+from typing import Any
+
+from runwright.errors import Cancelled, Retry
+from runwright.model.retry import RetryPolicy, should_retry
+from runwright.model.runs import ClaimedRun, Completion
+from runwright.model.states import failure_outcome
+
+MAX_ERROR_CHARS = 8000
+
+
+def success(run: ClaimedRun, result: Any) -> Completion:
+    if result is not None:
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            return Completion(
+                run_id=run.id,
+                lease_token=run.lease_token,
+                kind="failed",
+                outcome=failure_outcome(attempt=1, max_attempts=1),
+                error=f"The task returned a result that is not JSON-serialisable: {exc}. "
+                "Return dicts, lists, strings, numbers, booleans or None.",
+            )
+    return Completion(run_id=run.id, lease_token=run.lease_token, kind="succeeded", result=result)
+
+
+def failure(
+    run: ClaimedRun,
+    error: BaseException,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> Completion:
+    """Retry while attempts remain, else fail with ``error`` or ``dead_letter``."""
+    if isinstance(error, Cancelled):
+        return Completion(
+            run_id=run.id, lease_token=run.lease_token, kind="canceled", error="canceled"
+        )
+    text = describe(error)
+    if should_retry(attempt=run.attempt, max_attempts=run.max_attempts):
+        delay = policy.delay(run.attempt, rng)
+        if isinstance(error, Retry) and error.delay is not None:
+            delay = max(0.0, error.delay)
+        return Completion(
+            run_id=run.id, lease_token=run.lease_token, kind="retry", error=text, delay=delay
+        )
+    return Completion(
+        run_id=run.id,
+        lease_token=run.lease_token,
+        kind="failed",
+        outcome=failure_outcome(attempt=run.attempt, max_attempts=run.max_attempts),
+        error=text,
+    )
+
+
+def timed_out(run: ClaimedRun, policy: RetryPolicy, rng: random.Random) -> Completion:
+    text = f"Timed out after {run.timeout:g}s (attempt {run.attempt} of {run.max_attempts})"
+    if should_retry(attempt=run.attempt, max_attempts=run.max_attempts):
+        return Completion(
+            run_id=run.id,
+            lease_token=run.lease_token,
+            kind="retry",
+            error=text,
+            delay=policy.delay(run.attempt, rng),
+        )
+    return Completion(
+        run_id=run.id,
+        lease_token=run.lease_token,
+        kind="failed",
+        outcome=failure_outcome(attempt=run.attempt, max_attempts=run.max_attempts, timed_out=True),
+        error=text,
+    )
+
+
+def canceled(run: ClaimedRun) -> Completion:
+    return Completion(
+        run_id=run.id, lease_token=run.lease_token, kind="canceled", error="canceled by request"
+    )
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, Retry):
+        return f"Retry requested: {error.reason}"
+    text = "".join(traceback.format_exception(error)).strip()
+    if len(text) > MAX_ERROR_CHARS:
+        text = "…" + text[-MAX_ERROR_CHARS:]
+    return text
