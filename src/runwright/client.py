@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Iterable
@@ -53,12 +54,12 @@ def resolve_token(settings: Settings) -> str | None:
 class _Backend(Protocol):
     def submit(self, request: SubmitRequest) -> Run: ...
     def get(self, run_id: int) -> Run: ...
-    def list(self, params: dict[str, Any]) -> list[Run]: ...
+    def list(self, params: dict[str, Any]) -> builtins.list[Run]: ...
     def result(self, run_id: int) -> Any: ...
     def cancel(self, run_id: int) -> Run: ...
     def retry(self, run_id: int) -> Run: ...
-    def workers(self) -> list[dict[str, Any]]: ...
-    def task_types(self) -> list[dict[str, Any]]: ...
+    def workers(self) -> builtins.list[dict[str, Any]]: ...
+    def task_types(self) -> builtins.list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
 
@@ -91,7 +92,7 @@ class Client:
 
     def submit(
         self,
-        type: str,  # noqa: A002 - the run's type
+        type: str,
         payload: Any = None,
         *,
         queue: str = "default",
@@ -122,12 +123,12 @@ class Client:
         self,
         status: str | Iterable[str] | None = None,
         *,
-        type: str | None = None,  # noqa: A002
+        type: str | None = None,
         job: str | None = None,
         queue: str | None = None,
         limit: int = 50,
         cursor: int | None = None,
-    ) -> list[Run]:
+    ) -> builtins.list[Run]:
         statuses = [status] if isinstance(status, str) else list(status or [])
         params: dict[str, Any] = {"status": statuses, "limit": limit}
         if type:
@@ -149,11 +150,11 @@ class Client:
     def retry(self, run_id: int) -> Run:
         return self._backend.retry(run_id)
 
-    def workers(self) -> list[dict[str, Any]]:
+    def workers(self) -> builtins.list[dict[str, Any]]:
         """Live workers: id, hostname, pid, queues, concurrency, running, heartbeat_at."""
         return self._backend.workers()
 
-    def task_types(self) -> list[dict[str, Any]]:
+    def task_types(self) -> builtins.list[dict[str, Any]]:
         """Submittable types with the number of live workers serving each."""
         return self._backend.task_types()
 
@@ -166,9 +167,7 @@ class Client:
             if run.status.is_final:
                 return run
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"Run {run_id} is still {run.status.value} after {timeout:g}s"
-                )
+                raise TimeoutError(f"Run {run_id} is still {run.status.value} after {timeout:g}s")
             pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
             time.sleep(pause)
             delay = min(delay * 1.5, 1.0)
@@ -201,7 +200,7 @@ class _DatabaseBackend:
     def get(self, run_id: int) -> Run:
         return self._runs.get(run_id)
 
-    def list(self, params: dict[str, Any]) -> list[Run]:
+    def list(self, params: dict[str, Any]) -> builtins.list[Run]:
         from runwright.db.runs import RunFilter
 
         return self._runs.list(
@@ -224,12 +223,12 @@ class _DatabaseBackend:
     def retry(self, run_id: int) -> Run:
         return self._runs.retry(run_id)
 
-    def workers(self) -> list[dict[str, Any]]:
+    def workers(self) -> builtins.list[dict[str, Any]]:
         from runwright.api.schemas import WorkerOut
 
         return [WorkerOut.of(w).model_dump(mode="json") for w in self._runs.workers()]
 
-    def task_types(self) -> list[dict[str, Any]]:
+    def task_types(self) -> builtins.list[dict[str, Any]]:
         return [
             {"name": t.name, "description": t.description, "workers": t.workers}
             for t in self._runs.task_types()
@@ -268,13 +267,15 @@ class _HttpBackend:
             "idempotency_key": request.idempotency_key,
         }
         if request.scheduled_at is not None:
-            body["scheduled_at"] = datetime.fromtimestamp(request.scheduled_at).astimezone().isoformat()
+            body["scheduled_at"] = (
+                datetime.fromtimestamp(request.scheduled_at).astimezone().isoformat()
+            )
         return run_from_json(self._call("POST", "/api/runs", json=body))
 
     def get(self, run_id: int) -> Run:
         return run_from_json(self._call("GET", f"/api/runs/{run_id}"))
 
-    def list(self, params: dict[str, Any]) -> list[Run]:
+    def list(self, params: dict[str, Any]) -> builtins.list[Run]:
         page = self._call("GET", "/api/runs", params=params)
         return [run_from_json(item) for item in page["runs"]]
 
@@ -287,10 +288,10 @@ class _HttpBackend:
     def retry(self, run_id: int) -> Run:
         return run_from_json(self._call("POST", f"/api/runs/{run_id}/retry"))
 
-    def workers(self) -> list[dict[str, Any]]:
+    def workers(self) -> builtins.list[dict[str, Any]]:
         return list(self._call("GET", "/api/workers"))
 
-    def task_types(self) -> list[dict[str, Any]]:
+    def task_types(self) -> builtins.list[dict[str, Any]]:
         return list(self._call("GET", "/api/task-types"))
 
     def close(self) -> None:

@@ -75,7 +75,7 @@ class ServerUnreachable(RunwrightError):
     status_code = 503
 
 
-class Retry(Exception):  # noqa: N818 - named for what the task asks for
+class Retry(Exception):
     """Raised by a task to be run again after ``delay`` seconds (if attempts remain)."""
 
     def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
@@ -84,5 +84,5 @@ class Retry(Exception):  # noqa: N818 - named for what the task asks for
         self.reason = reason
 
 
-class Cancelled(Exception):  # noqa: N818 - control flow, not an error
+class Cancelled(Exception):
     """Raised inside a task when its run was canceled."""

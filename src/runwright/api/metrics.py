@@ -35,6 +35,7 @@ class RunCollector(Collector):
                 depth.add_metric([queue], count)
         yield by_status
         yield depth
+        cumulative: list[int]
         cumulative, total, total_sum = self._runs.duration_buckets(DURATION_BUCKETS)
         buckets = [(str(b), float(c)) for b, c in zip(DURATION_BUCKETS, cumulative, strict=True)]
         buckets.append(("+Inf", float(total)))

@@ -68,7 +68,6 @@ def parse_json(text: str, option: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         err_console.print(
-            f"[red]Error:[/] {option} is not valid JSON ({exc}). Example: {option} "
-            "'{\"key\": 1}'"
+            f"[red]Error:[/] {option} is not valid JSON ({exc}). Example: {option} '{{\"key\": 1}}'"
         )
         raise typer.Exit(2) from exc

@@ -73,9 +73,7 @@ def version() -> None:
 
 
 @app.command()
-def config(
-    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
-) -> None:
+def config(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Print the effective settings (secrets masked)."""
     values = settings_from(ctx).describe()
     if as_json:
@@ -108,7 +106,9 @@ def db_status(ctx: typer.Context) -> None:
         engine = create_engine(settings.effective_database_url)
         state = inspect_schema(engine)
         engine.dispose()
-    console.print(f"database revision: {state.current or '(none)'}\nrequired revision: {state.head}")
+    console.print(
+        f"database revision: {state.current or '(none)'}\nrequired revision: {state.head}"
+    )
     if not state.up_to_date:
         console.print("Run `runwright db upgrade` to bring it up to date.")
         raise typer.Exit(1)
@@ -132,8 +132,12 @@ def list_workers(
         table.add_column(column)
     for w in workers:
         table.add_row(
-            w["id"], w["hostname"], str(w["pid"]), ",".join(w["queues"]),
-            f"{w['running']}/{w['concurrency']}", str(w["heartbeat_at"]),
+            w["id"],
+            w["hostname"],
+            str(w["pid"]),
+            ",".join(w["queues"]),
+            f"{w['running']}/{w['concurrency']}",
+            str(w["heartbeat_at"]),
         )
     console.print(table)
 
@@ -149,7 +153,9 @@ def list_task_types(
         print_json(types)
         return
     for t in types:
-        console.print(f"{t['name']:<24} {t['workers']} workers  {t['description']}", highlight=False)
+        console.print(
+            f"{t['name']:<24} {t['workers']} workers  {t['description']}", highlight=False
+        )
 
 
 def main() -> None:

@@ -82,8 +82,11 @@ def server(
         if workers:
             worker.start()
     info_path.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    console.print(f"runwright server on {url}  (database: {runtime.engine.url.get_backend_name()}"
-                  f", {workers} embedded worker slots)", highlight=False)
+    console.print(
+        f"runwright server on {url}  (database: {runtime.engine.url.get_backend_name()}"
+        f", {workers} embedded worker slots)",
+        highlight=False,
+    )
     try:
         uvicorn.Server(
             uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning")

@@ -21,7 +21,9 @@ def translate_errors(action: str) -> Iterator[None]:
                 f"{_first_line(exc.orig)}. It will be retried; check that the database "
                 "server is running and RUNWRIGHT_DATABASE_URL is right."
             ) from exc
-        raise DatabaseError(f"Database error while trying to {action}: {_first_line(exc.orig)}") from exc
+        raise DatabaseError(
+            f"Database error while trying to {action}: {_first_line(exc.orig)}"
+        ) from exc
     except sa.exc.TimeoutError as exc:
         raise DatabaseUnavailable(
             f"No database connection became free while trying to {action}; "

@@ -84,9 +84,10 @@ class RunQueue:
         One commit instead of two per cycle: the worker's hot path. Returns the claimed
         runs and the ids whose completion was refused (see ``finish``).
         """
-        with translate_errors("record finished runs and claim new ones"), write(
-            self.engine
-        ) as conn:
+        with (
+            translate_errors("record finished runs and claim new ones"),
+            write(self.engine) as conn,
+        ):
             refused = self._finish(conn, completions, progress)
             claimed = self._claim(conn, worker_id, queues, limit) if limit > 0 else []
         return claimed, refused
@@ -133,7 +134,7 @@ class RunQueue:
                 runs.c.scheduled_at,
             )
         )
-        rows = conn.execute(statement).all()
+        rows = list(conn.execute(statement).all())
         rows.sort(key=lambda row: (-row.priority, row.scheduled_at, row.id))
         return [
             ClaimedRun(
@@ -230,8 +231,12 @@ class RunQueue:
             conn.execute(
                 self._progress_statement,
                 [
-                    {"rid": p.run_id, "tok": p.lease_token, "percent": p.percent,
-                     "message": p.message}
+                    {
+                        "rid": p.run_id,
+                        "tok": p.lease_token,
+                        "percent": p.percent,
+                        "message": p.message,
+                    }
                     for p in progress
                 ],
             )
@@ -255,8 +260,12 @@ class RunQueue:
                 runs.c.id.in_(list(tokens))
             )
         ).all()
-        expected = {"succeeded": "succeeded", "failed": "failed", "canceled": "canceled",
-                    "retry": _QUEUED}
+        expected = {
+            "succeeded": "succeeded",
+            "failed": "failed",
+            "canceled": "canceled",
+            "retry": _QUEUED,
+        }
         return sorted(
             row.id
             for row in rows
@@ -319,7 +328,10 @@ class RunQueue:
         now = self._now
         expired = (
             sa.select(
-                runs.c.id, runs.c.attempt, runs.c.max_attempts, runs.c.lease_token,
+                runs.c.id,
+                runs.c.attempt,
+                runs.c.max_attempts,
+                runs.c.lease_token,
                 runs.c.worker_id,
             )
             .where(runs.c.status == _RUNNING, runs.c.lease_expires_at < now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,8 +63,9 @@ def row_to_run(row: Row[Any]) -> Run:
     )
 
 
-_RUN_COLUMNS = [c for c in runs.c if c.name not in {"lease_token", "lease_expires_at",
-                                                   "heartbeat_at"}]
+_RUN_COLUMNS = [
+    c for c in runs.c if c.name not in {"lease_token", "lease_expires_at", "heartbeat_at"}
+]
 
 
 class RunRepository:
@@ -114,7 +116,7 @@ class RunRepository:
             self._notify(conn, [request.queue])
         return row_to_run(row), True
 
-    def submit_many(self, requests: Sequence[SubmitRequest]) -> list[int]:
+    def submit_many(self, requests: Sequence[SubmitRequest]) -> builtins.list[int]:
         """Insert many runs without idempotency keys in one transaction; returns their ids."""
         if not requests:
             return []
@@ -149,7 +151,7 @@ class RunRepository:
             row = conn.execute(sa.select(*_RUN_COLUMNS).where(runs.c.id == run_id)).first()
         return None if row is None else row_to_run(row)
 
-    def list(self, query: RunFilter) -> list[Run]:
+    def list(self, query: RunFilter) -> builtins.list[Run]:
         statement = sa.select(*_RUN_COLUMNS).order_by(runs.c.id.desc()).limit(query.limit)
         if query.statuses:
             statement = statement.where(runs.c.status.in_([s.value for s in query.statuses]))
@@ -192,7 +194,7 @@ class RunRepository:
             return None
         return CancelResult(run=row_to_run(current), changed=False)
 
-    def counts(self) -> list[tuple[str, str, int]]:
+    def counts(self) -> builtins.list[tuple[str, str, int]]:
         """(queue, status, count) for every pair present."""
         statement = sa.select(runs.c.queue, runs.c.status, sa.func.count()).group_by(
             runs.c.queue, runs.c.status
@@ -200,11 +202,11 @@ class RunRepository:
         with translate_errors("count runs"), read(self.engine) as conn:
             return [(q, s, int(n)) for q, s, n in conn.execute(statement)]
 
-    def duration_buckets(self, bounds: Sequence[float]) -> tuple[list[int], int, float]:
+    def duration_buckets(self, bounds: Sequence[float]) -> tuple[builtins.list[int], int, float]:
         """Cumulative counts of finished runs' durations at or under each bound,
         the total count and the sum of durations."""
         duration = runs.c.finished_at - runs.c.started_at
-        columns: list[Any] = [
+        columns: builtins.list[Any] = [
             sa.func.sum(sa.case((duration <= bound, 1), else_=0)) for bound in bounds
         ]
         columns += [sa.func.count(), sa.func.coalesce(sa.func.sum(duration), 0.0)]

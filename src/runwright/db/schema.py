@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from alembic import command
 from runwright.db.errors import translate_errors
 from runwright.errors import SchemaOutdated
 

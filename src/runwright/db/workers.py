@@ -109,5 +109,6 @@ class WorkerRegistry:
 
     def known_task_types(self) -> list[str]:
         with translate_errors("list task types"), read(self.engine) as conn:
-            return list(conn.execute(sa.select(task_types.c.name).order_by(task_types.c.name))
-                        .scalars())
+            return list(
+                conn.execute(sa.select(task_types.c.name).order_by(task_types.c.name)).scalars()
+            )

@@ -33,7 +33,8 @@ class Maintenance(threading.Thread):
         if report.requeued or report.failed:
             log.warning(
                 "recovered runs of lost workers: requeued %s, failed (worker_lost) %s",
-                list(report.requeued), list(report.failed),
+                list(report.requeued),
+                list(report.failed),
             )
         self._workers.purge_dead(FORGET_WORKERS_AFTER)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -56,11 +57,13 @@ class RunService:
             self._waker.wake()
         return Submitted(run=run, created=created)
 
-    def submit_many(self, requests: Sequence[SubmitRequest]) -> list[int]:
+    def submit_many(self, requests: Sequence[SubmitRequest]) -> builtins.list[int]:
         for name in sorted({r.type for r in requests}):
             self._check_type(name)
         if any(r.idempotency_key for r in requests):
-            raise InvalidRequest("bulk submit does not take idempotency keys; submit those one by one")
+            raise InvalidRequest(
+                "bulk submit does not take idempotency keys; submit those one by one"
+            )
         ids = self._runs.submit_many([self._with_task_defaults(r) for r in requests])
         if self._waker is not None:
             self._waker.wake()
@@ -93,7 +96,7 @@ class RunService:
             raise NotFound(f"Run {run_id} does not exist; list runs with `runwright runs list`.")
         return run
 
-    def list(self, query: RunFilter) -> list[Run]:
+    def list(self, query: RunFilter) -> builtins.list[Run]:
         if not 1 <= query.limit <= MAX_PAGE:
             raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
         return self._runs.list(query)
@@ -138,7 +141,7 @@ class RunService:
         return self.submit(request, check_type=False).run
 
     # -- catalogue -----------------------------------------------------------------
-    def task_types(self) -> list[TaskTypeInfo]:
+    def task_types(self) -> builtins.list[TaskTypeInfo]:
         live = self._workers.live(self._live_age)
         names = set(self._registry.names()) | set(self._workers.known_task_types())
         infos = []
@@ -153,7 +156,7 @@ class RunService:
             )
         return infos
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self) -> builtins.list[WorkerInfo]:
         return self._workers.live(self._live_age)
 
 

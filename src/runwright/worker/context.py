@@ -21,7 +21,7 @@ class TaskContext:
         self,
         *,
         run_id: int,
-        type: str,  # noqa: A002 - mirrors the run's field
+        type: str,
         payload: Any,
         attempt: int,
         max_attempts: int,

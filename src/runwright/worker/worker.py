@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import os
 import random
@@ -187,8 +188,11 @@ class Worker:
         try:
             if completions or progress:
                 claimed, refused = self._queue.exchange(
-                    completions, progress, worker_id=self.id,
-                    queues=self.options.queues, limit=free,
+                    completions,
+                    progress,
+                    worker_id=self.id,
+                    queues=self.options.queues,
+                    limit=free,
                 )
             else:
                 claimed, refused = self._queue.claim(self.id, self.options.queues, free), []
@@ -255,7 +259,7 @@ class Worker:
             payload=run.payload,
             attempt=run.attempt,
             max_attempts=run.max_attempts,
-            progress=lambda percent, message, run=run: self._report(run, percent, message),
+            progress=functools.partial(self._report, run),
         )
         deadline = time.monotonic() + run.timeout if run.timeout else None
         held = _Held(run=run, ctx=ctx, deadline=deadline)
@@ -272,7 +276,7 @@ class Worker:
             return
         if spec.is_async:
             future = asyncio.run_coroutine_threadsafe(spec.func(ctx), self._event_loop())
-            future.add_done_callback(lambda f, held=held: self._after_async(held, f))
+            future.add_done_callback(functools.partial(self._after_async, held))
         else:
             self._pool.submit(self._call, held, spec.func)
 
@@ -333,7 +337,8 @@ class Worker:
                     if report.requeued or report.failed:
                         log.warning(
                             "recovered runs of lost workers: requeued %s, failed %s",
-                            list(report.requeued), list(report.failed),
+                            list(report.requeued),
+                            list(report.failed),
                         )
             except DatabaseError as exc:
                 log.warning("worker %s heartbeat failed: %s", self.id, exc.message)
@@ -352,7 +357,9 @@ class Worker:
                     held.ctx._request_cancel()
                     log.warning(
                         "run %d is no longer held by worker %s (its lease expired and it was "
-                        "recovered); this attempt's result will be discarded", run_id, self.id,
+                        "recovered); this attempt's result will be discarded",
+                        run_id,
+                        self.id,
                     )
             elif run_id in reply.cancel and self._settle(held, execute.canceled(held.run)):
                 held.ctx._request_cancel()
@@ -382,8 +389,12 @@ class Worker:
                 count = self._queue.release([(h.run.id, h.run.lease_token) for h in leftover])
                 log.warning("worker %s requeued %d unfinished runs", self.id, count)
             except DatabaseError as exc:
-                log.warning("worker %s could not requeue its runs (%s); they will be "
-                            "recovered when their lease expires", self.id, exc.message)
+                log.warning(
+                    "worker %s could not requeue its runs (%s); they will be "
+                    "recovered when their lease expires",
+                    self.id,
+                    exc.message,
+                )
 
     def _flush_quietly(self) -> None:
         completions, progress = self._take_pending()
