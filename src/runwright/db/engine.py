@@ -36,7 +36,12 @@ def create_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
     if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(parsed, pool_size=10, max_overflow=20, pool_recycle=3600)
+        return sa.create_engine(
+            parsed,
+            pool_size=10,
+            max_overflow=20,
+            pool_recycle=3600,
+        )
     raise ConfigError(
         f"Database {parsed.get_backend_name()!r} is not supported; use SQLite or PostgreSQL."
     )

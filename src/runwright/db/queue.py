@@ -24,8 +24,17 @@ from runwright.model.states import Outcome, RunStatus
 
 NOTIFY_CHANNEL = "runwright_runs"
 
-_QUEUED = RunStatus.QUEUED.value
-_RUNNING = RunStatus.RUNNING.value
+
+def _status(value: RunStatus) -> sa.ColumnElement[str]:
+    # Statuses are written inline, not as bound parameters: the partial indexes on
+    # status = 'queued' / 'running' can only serve a query whose predicate names the
+    # same literal (a prepared PostgreSQL statement or a SQLite query with a bound
+    # status would scan the whole table instead).
+    return sa.literal_column(f"'{value.value}'", sa.String)
+
+
+_QUEUED = _status(RunStatus.QUEUED)
+_RUNNING = _status(RunStatus.RUNNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +119,7 @@ class RunQueue:
             candidates = candidates.with_for_update(skip_locked=True)
         statement = (
             sa.update(runs)
-            .where(runs.c.id.in_(candidates.scalar_subquery()), runs.c.status == _QUEUED)
+            .where(self._id_among(candidates))
             .values(
                 status=_RUNNING,
                 attempt=runs.c.attempt + 1,
@@ -149,6 +158,18 @@ class RunQueue:
             )
             for row in rows
         ]
+
+    def _id_among(self, candidates: sa.Select[tuple[int]]) -> sa.ColumnElement[bool]:
+        if self._postgres:
+            # id = ANY(ARRAY(subquery)): the candidates are picked once, then fetched by
+            # primary key. `id IN (subquery)` lets the planner choose a hash join that
+            # scans the whole table while statistics are missing (after a bulk load).
+            # The rows are locked by FOR UPDATE, which re-checks status after locking,
+            # so the outer UPDATE needs no status condition of its own.
+            return runs.c.id == sa.any_(sa.func.array(candidates.scalar_subquery()))
+        # SQLite: this runs inside BEGIN IMMEDIATE, so nothing changes the rows between
+        # the subquery and the update.
+        return runs.c.id.in_(candidates.scalar_subquery())
 
     # -- finish ------------------------------------------------------------------
     def _build_finish_statements(self) -> dict[str, sa.Update]:
@@ -264,7 +285,7 @@ class RunQueue:
             "succeeded": "succeeded",
             "failed": "failed",
             "canceled": "canceled",
-            "retry": _QUEUED,
+            "retry": RunStatus.QUEUED.value,
         }
         return sorted(
             row.id
