@@ -55,6 +55,12 @@ def main_options(
     lease_timeout: Annotated[
         float | None, typer.Option(help="Seconds [RUNWRIGHT_LEASE_TIMEOUT].")
     ] = None,
+    poll_interval: Annotated[
+        float | None, typer.Option(help="Seconds [RUNWRIGHT_POLL_INTERVAL].")
+    ] = None,
+    shutdown_grace: Annotated[
+        float | None, typer.Option(help="Seconds [RUNWRIGHT_SHUTDOWN_GRACE].")
+    ] = None,
 ) -> None:
     ctx.obj = build_settings(
         home=home,
@@ -63,6 +69,8 @@ def main_options(
         url=url,
         heartbeat_interval=heartbeat_interval,
         lease_timeout=lease_timeout,
+        poll_interval=poll_interval,
+        shutdown_grace=shutdown_grace,
     )
 
 

@@ -64,6 +64,11 @@ def ensure_schema(engine: Engine, *, create_if_empty: bool) -> SchemaState:
         return state
     if state.empty and state.current is None and create_if_empty:
         return upgrade(engine)
+    if state.empty:
+        raise SchemaOutdated(
+            "The database has no runwright tables yet. Run `runwright db upgrade` (with the "
+            "same RUNWRIGHT_DATABASE_URL), or start `runwright server` once, which creates them."
+        )
     if state.current is None:
         raise SchemaOutdated(
             "The database has tables but no runwright schema version. Point "
