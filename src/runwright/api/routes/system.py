@@ -12,6 +12,7 @@ from runwright.api.schemas import TaskTypeOut, WorkerOut
 from runwright.db.runs import RunRepository
 from runwright.db.schema import inspect_schema
 from runwright.db.workers import WorkerRegistry
+from runwright.errors import SchemaOutdated
 
 router = APIRouter(tags=["system"])
 
@@ -20,6 +21,11 @@ router = APIRouter(tags=["system"])
 def healthz(runtime: RuntimeDep) -> dict[str, object]:
     """200 when the database answers and its schema is current; 503 otherwise."""
     state = inspect_schema(runtime.engine)
+    if not state.up_to_date:
+        raise SchemaOutdated(
+            f"The database schema is at {state.current} but {state.head} is required; "
+            "run `runwright db upgrade`."
+        )
     return {"status": "ok", "version": __version__, "schema": state.current}
 
 
