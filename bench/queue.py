@@ -48,6 +48,7 @@ from typing import Any
 import httpx
 import psycopg
 import sqlalchemy as sa
+from psycopg import sql
 
 import runwright
 from runwright.config import Settings
@@ -177,7 +178,9 @@ def free_port() -> int:
 
 # -- databases ---------------------------------------------------------------------------
 @contextlib.contextmanager
-def fresh_database(kind: str, workdir: Path, pg_server: str) -> Iterator[str]:
+def fresh_database(
+    kind: str, workdir: Path, pg_server: str, pg_settings: Sequence[str] = ()
+) -> Iterator[str]:
     """A new, empty database; a PostgreSQL one is dropped on the way out."""
     if kind == "sqlite":
         yield f"sqlite:///{workdir / 'bench.db'}"
@@ -186,6 +189,15 @@ def fresh_database(kind: str, workdir: Path, pg_server: str) -> Iterator[str]:
     try:
         with psycopg.connect(f"{pg_server}/postgres", autocommit=True, connect_timeout=5) as c:
             c.execute(f'CREATE DATABASE "{name}"')
+            for setting in pg_settings:
+                key, _, value = setting.partition("=")
+                c.execute(
+                    sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                        sql.Identifier(name),
+                        sql.Identifier(key.strip()),
+                        sql.Literal(value.strip()),
+                    )
+                )
     except psycopg.OperationalError as exc:
         raise BenchError(
             f"PostgreSQL at {pg_server} is not reachable ({exc}); start it "
@@ -358,16 +370,23 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], processes: Processes) 
     raise BenchError(f"`runwright server` did not answer {url}/healthz within 60s")
 
 
-def paced(count: int, interval: float, submit: Callable[[], int]) -> list[int]:
-    """Submit ``count`` runs one by one, ``interval`` seconds apart (absolute schedule)."""
+def paced(count: int, interval: float, submit: Callable[[], int]) -> tuple[list[int], list[float]]:
+    """Submit ``count`` runs one by one, ``interval`` seconds apart (absolute schedule).
+
+    Returns the ids and how long each submit call took here, in ms (the insert, its
+    commit and, for the server, the HTTP round trip: the floor under a pickup latency).
+    """
     ids: list[int] = []
+    calls: list[float] = []
     start = time.perf_counter()
     for i in range(count):
         pause = start + i * interval - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
+        began = time.perf_counter()
         ids.append(submit())
-    return ids
+        calls.append((time.perf_counter() - began) * 1000)
+    return ids, calls
 
 
 # -- one database --------------------------------------------------------------------------
@@ -383,13 +402,14 @@ class Options:
     py_spy: Path | None
     py_spy_gil: bool
     analyze: bool
+    pg_settings: tuple[str, ...]
 
 
 def measure(kind: str, concurrency: int, opts: Options, processes: Processes) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rw-bench-")))
         home = workdir / "home"
-        url = stack.enter_context(fresh_database(kind, workdir, opts.pg_server))
+        url = stack.enter_context(fresh_database(kind, workdir, opts.pg_server, opts.pg_settings))
         upgrade_schema(url, home)
         settings = Settings(home=home, database_url=url, tasks=(TASK_MODULE,))
         runtime = Runtime.open(settings, create_schema=False)
@@ -489,7 +509,8 @@ def measure(kind: str, concurrency: int, opts: Options, processes: Processes) ->
         time.sleep(1.0)
         m = opts.latency_runs
         progress(f"{kind}: pickup latency, {m} runs {opts.interval * 1000:g} ms apart")
-        ids = paced(m, opts.interval, lambda: service.submit(request).run.id)
+        ids, calls = paced(m, opts.interval, lambda: service.submit(request).run.id)
+        result["submit_call_ms"] = percentiles(calls)
         done = wait_finished(engine, ids[0], ids[-1], "pickup latency", worker, processes)
         failed += m - done.succeeded
         result["pickup_ms"] = percentiles(pickup_latencies_ms(engine, ids))
@@ -543,12 +564,13 @@ def measure_server(
                     raise BenchError(f"POST /api/runs: {response.status_code} {response.text}")
                 return int(response.json()["id"])
 
-            warm = paced(10, opts.interval, post)  # first requests pay for lazy imports
+            warm, _ = paced(10, opts.interval, post)  # first requests pay for lazy imports
             wait_finished(engine, warm[0], warm[-1], "server warm-up", server, processes)
             time.sleep(0.5)
             m = opts.latency_runs
             progress(f"server: pickup latency, {m} POSTs {opts.interval * 1000:g} ms apart")
-            ids = paced(m, opts.interval, post)
+            ids, calls = paced(m, opts.interval, post)
+            result["server_submit_call_ms"] = percentiles(calls)
             done = wait_finished(engine, ids[0], ids[-1], "server pickup", server, processes)
         result["server_pickup_ms"] = percentiles(pickup_latencies_ms(engine, ids))
         result["server_workers"] = opts.server_workers
@@ -681,7 +703,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="diagnostic: ANALYZE the runs table after the drain's enqueue, "
         "before the worker starts (fresh tables have no planner statistics)",
     )
+    parser.add_argument(
+        "--pg-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="diagnostic: ALTER DATABASE ... SET NAME = VALUE on the fresh PostgreSQL "
+        "database, e.g. synchronous_commit=off (repeatable)",
+    )
     args = parser.parse_args(argv)
+    for setting in args.pg_set:
+        if "=" not in setting:
+            parser.error(f"--pg-set takes NAME=VALUE, not {setting!r}")
     args.database_list = [d.strip() for d in args.databases.split(",") if d.strip()]
     for name in args.database_list:
         if name not in ("sqlite", "postgres"):
@@ -712,13 +745,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         py_spy=args.py_spy,
         py_spy_gil=args.py_spy_gil,
         analyze=args.analyze,
+        pg_settings=tuple(args.pg_set),
     )
     common = {
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "runwright": runwright.__version__,
-        "git": git_revision(),
         "batch": opts.batch,
         "latency_runs": opts.latency_runs,
         "latency_interval_ms": args.interval_ms,
@@ -751,6 +784,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = 0
         try:
             for kind, concurrency in combos:
+                load = os.getloadavg()[0]
+                if load > 0.5:
+                    progress(
+                        f"WARNING: the 1-minute load average is {load:.2f} before this "
+                        "measurement; other work on the machine will skew the figures"
+                    )
                 try:
                     line = measure(kind, concurrency, opts, processes)
                 except BenchError as exc:
@@ -759,6 +798,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     continue
                 finally:
                     processes.stop_all()
+                # src may change between lines: record the revision each was measured at
+                line["git"] = git_revision()
+                line["loadavg_1m_before"] = round(load, 2)
+                if opts.pg_settings and kind == "postgres":
+                    line["pg_settings"] = list(opts.pg_settings)
                 print(json.dumps({**line, **common}), flush=True)
         except BenchAborted as exc:
             progress(f"ABORTED: {exc}; subprocesses stopped and databases dropped")

@@ -49,9 +49,45 @@ class Settings(BaseSettings):
     url: str = Field(default="", description="Server address used by the CLI and Client.")
     token: str = Field(default="", description="API token used by the CLI and Client.")
     secret_key: str = Field(default="", description="Key for secrets at rest.")
+    s3_endpoint_url: str = Field(
+        default="", description="S3 API address (MinIO, ...); empty means AWS S3."
+    )
+    s3_region: str = Field(default="us-east-1", description="S3 region.")
+    s3_access_key_id: str = Field(
+        default="", description="S3 access key id; empty means boto3's credential chain."
+    )
     s3_secret_access_key: str = Field(default="", description="S3 secret key.")
+    script_max_bytes: int = Field(
+        default=5 * 1024 * 1024, gt=0, description="Largest script upload, in bytes."
+    )
+    script_name_pattern: str = Field(
+        default="", description="Regular expression uploaded script file names must match."
+    )
+    job_memory_mb: int = Field(
+        default=2048, ge=0, description="Address-space limit of a job's process (0: none)."
+    )
+    job_cpu_seconds: int = Field(default=0, ge=0, description="CPU-time limit (0: none).")
+    job_file_mb: int = Field(
+        default=1024, ge=0, description="Largest file a job may write, in MB (0: none)."
+    )
+    job_processes: int = Field(
+        default=256, ge=0, description="Processes a job may start (0: no limit)."
+    )
+    job_kill_grace: float = Field(
+        default=5.0, ge=0, description="Seconds between SIGTERM and SIGKILL when stopping a job."
+    )
+    job_env_passthrough: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("TZ", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE"),
+        description="Host environment variables a job's process inherits.",
+    )
+    find_links: str = Field(
+        default="", description="Extra folder or URL of wheels for job requirements (uv)."
+    )
+    offline: bool = Field(
+        default=False, description="Install job requirements without contacting an index."
+    )
 
-    @field_validator("tasks", mode="before")
+    @field_validator("tasks", "job_env_passthrough", mode="before")
     @classmethod
     def _split_modules(cls, value: Any) -> Any:
         if isinstance(value, str):

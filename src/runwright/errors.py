@@ -11,6 +11,9 @@
     ├── DatabaseError
     │   ├── DatabaseUnavailable the database cannot be reached right now (HTTP 503)
     │   └── SchemaOutdated      migrations must be applied first
+    ├── StoreError              the artifact store failed or refused (bad key, missing bucket)
+    │   ├── ObjectNotFound      no object under that key (HTTP 404)
+    │   └── StoreUnavailable    the store cannot be reached right now (HTTP 503)
     └── ServerUnreachable       the CLI or Client cannot reach the REST API
 
 Control flow inside tasks:
@@ -71,6 +74,18 @@ class SchemaOutdated(DatabaseError):
     status_code = 503
 
 
+class StoreError(RunwrightError):
+    status_code = 500
+
+
+class ObjectNotFound(StoreError):
+    status_code = 404
+
+
+class StoreUnavailable(StoreError):
+    status_code = 503
+
+
 class ServerUnreachable(RunwrightError):
     status_code = 503
 
@@ -86,3 +101,14 @@ class Retry(Exception):
 
 class Cancelled(Exception):
     """Raised inside a task when its run was canceled."""
+
+
+class ExecutionFailed(RunwrightError):
+    """A job's process failed; ``outcome`` says how (error, killed, out_of_memory)."""
+
+    status_code = 500
+
+    def __init__(self, message: str, *, outcome: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.exit_code = exit_code

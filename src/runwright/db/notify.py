@@ -53,15 +53,15 @@ class PgListener(threading.Thread):
         super().__init__(name="runwright-listen", daemon=True)
         self._dsn = _psycopg_dsn(url)
         self._on_notify = on_notify
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.connected = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         delay = 0.2
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
@@ -69,13 +69,13 @@ class PgListener(threading.Thread):
                     delay = 0.2
                     # A missed notification during a reconnect is covered by this wake-up.
                     self._on_notify()
-                    while not self._stop.is_set():
+                    while not self._halt.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self._on_notify()
             except psycopg.Error as exc:
                 self.connected.clear()
                 log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
-                self._stop.wait(delay)
+                self._halt.wait(delay)
                 delay = min(delay * 2, 5.0)
 
 
@@ -87,16 +87,16 @@ class SqliteChangeWatcher(threading.Thread):
         self._path = path
         self._on_change = on_change
         self._interval = interval
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         conn = sqlite3.connect(self._path, check_same_thread=False)
         try:
             last = conn.execute("PRAGMA data_version").fetchone()[0]
-            while not self._stop.wait(self._interval):
+            while not self._halt.wait(self._interval):
                 current = conn.execute("PRAGMA data_version").fetchone()[0]
                 if current != last:
                     last = current

@@ -26,6 +26,9 @@ class SubmitRequest:
     job: str | None = None
     trigger: str = "api"
     retry_of: int | None = None
+    job_id: int | None = None
+    package_id: int | None = None
+    environment: str | None = None
 
     def __post_init__(self) -> None:
         problems = validate_submit(self)
@@ -79,6 +82,11 @@ class Run:
     job: str | None = None
     trigger: str = "api"
     retry_of: int | None = None
+    job_id: int | None = None
+    package_id: int | None = None
+    environment: str | None = None
+    exit_code: int | None = None
+    log_count: int = 0
     created_at: float = 0.0
     scheduled_at: float = 0.0
     started_at: float | None = None
@@ -145,3 +153,50 @@ class ProgressUpdate:
     lease_token: int
     percent: float | None
     message: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    id: int
+    name: str
+    kind: str
+    description: str
+    task_type: str | None
+    queue: str
+    priority: int
+    timeout: float | None
+    max_attempts: int
+    parameters: list[dict[str, Any]]
+    enabled: bool
+    archived: bool
+    current_package_id: int | None
+    total_runs: int
+    last_run_id: int | None
+    last_run_at: float | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Package:
+    id: int
+    job_id: int
+    version: int
+    sha256: str
+    size: int
+    storage_key: str
+    manifest: dict[str, Any]
+    created_at: float
+    created_by: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogLine:
+    run_id: int
+    seq: int
+    ts: float
+    stream: str
+    level: str
+    message: str
+    step: str | None = None
+    target: str | None = None

@@ -25,6 +25,8 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed_out"
     WORKER_LOST = "worker_lost"
     CANCELED = "canceled"
+    KILLED = "killed"  # a job's process ended by a signal it did not get from runwright
+    OUT_OF_MEMORY = "out_of_memory"
 
 
 FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED})

@@ -26,7 +26,7 @@ class Maintenance(threading.Thread):
         self._policy = policy
         self._interval = max(0.5, lease_timeout / 3)
         self._rng = random.Random()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def tick(self) -> None:
         report = self._queue.recover_expired(self._policy, self._rng)
@@ -39,11 +39,11 @@ class Maintenance(threading.Thread):
         self._workers.purge_dead(FORGET_WORKERS_AFTER)
 
     def run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while not self._halt.wait(self._interval):
             try:
                 self.tick()
             except DatabaseError as exc:
                 log.warning("maintenance skipped: %s", exc.message)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()

@@ -137,6 +137,9 @@ class RunService:
             job=original.job,
             trigger="retry",
             retry_of=original.id,
+            job_id=original.job_id,
+            package_id=original.package_id,
+            environment=original.environment,
         )
         return self.submit(request, check_type=False).run
 

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from runwright.artifacts import open_store
+from runwright.artifacts.base import ArtifactStore
 from runwright.config import Settings
 from runwright.db.engine import create_engine
+from runwright.db.jobs import JobRepository
+from runwright.db.logs import LogRepository
 from runwright.db.notify import Waker
 from runwright.db.runs import RunRepository
 from runwright.db.schema import ensure_schema
 from runwright.db.workers import WorkerRegistry
 from runwright.model.retry import RetryPolicy
+from runwright.services.jobs import JobService
 from runwright.services.runs import RunService
-from runwright.worker.registry import TaskRegistry, default_registry, import_task_modules
+from runwright.services.scripts import ScriptService
+from runwright.worker.registry import (
+    TaskRegistry,
+    TaskSpec,
+    default_registry,
+    import_task_modules,
+)
 from runwright.worker.worker import Worker, WorkerOptions
 
 
@@ -25,6 +37,11 @@ class Runtime:
     registry: TaskRegistry
     waker: Waker
     runs: RunService
+    store: ArtifactStore
+    jobs: JobService
+    scripts: ScriptService
+    logs: LogRepository
+    _closers: list[object] = field(default_factory=list)
 
     @classmethod
     def open(
@@ -37,6 +54,7 @@ class Runtime:
         settings.home.mkdir(parents=True, exist_ok=True)
         registry = registry or default_registry
         import_task_modules(settings.tasks)
+        store = open_store(settings)
         engine = create_engine(settings.effective_database_url)
         try:
             ensure_schema(engine, create_if_empty=create_schema)
@@ -47,14 +65,25 @@ class Runtime:
         workers = WorkerRegistry(engine)
         if registry.names():
             workers.record_task_types(registry.names())
-        service = RunService(
+        runs = RunService(
             runs=RunRepository(engine),
             workers=workers,
             registry=registry,
             waker=waker,
             lease_timeout=settings.lease_timeout,
         )
-        return cls(settings=settings, engine=engine, registry=registry, waker=waker, runs=service)
+        jobs = JobService(jobs=JobRepository(engine), runs=runs, store=store)
+        return cls(
+            settings=settings,
+            engine=engine,
+            registry=registry,
+            waker=waker,
+            runs=runs,
+            store=store,
+            jobs=jobs,
+            scripts=ScriptService(jobs=jobs, settings=settings),
+            logs=LogRepository(engine),
+        )
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(base=self.settings.retry_base, cap=self.settings.retry_cap)
@@ -62,6 +91,9 @@ class Runtime:
     def worker(
         self, *, concurrency: int, queues: tuple[str, ...] = ("default",), in_process: bool = False
     ) -> Worker:
+        from runwright.worker.code import CODE_TYPES, CodeExecutor
+        from runwright.worker.logsink import LogSink
+
         s = self.settings
         options = WorkerOptions(
             queues=queues,
@@ -72,13 +104,25 @@ class Runtime:
             shutdown_grace=s.shutdown_grace,
             retry=self.retry_policy(),
         )
+        sink = LogSink(self.logs)
+        self._closers.append(sink)
+        executor = CodeExecutor(settings=s, store=self.store, logs=self.logs, sink=sink)
+        builtins = [
+            TaskSpec(name=name, func=functools.partial(executor), description=f"{name} jobs")
+            for name in CODE_TYPES
+        ]
         return Worker(
             engine=self.engine,
             database_url=s.effective_database_url,
-            registry=self.registry,
+            registry=self.registry.with_builtins(builtins),
             options=options,
             waker=self.waker if in_process else None,
         )
 
     def close(self) -> None:
+        from runwright.worker.logsink import LogSink
+
+        for closer in self._closers:
+            if isinstance(closer, LogSink):
+                closer.close()
         self.engine.dispose()

@@ -7,10 +7,10 @@ import random
 import traceback
 from typing import Any
 
-from runwright.errors import Cancelled, Retry
+from runwright.errors import Cancelled, ExecutionFailed, Retry
 from runwright.model.retry import RetryPolicy, should_retry
 from runwright.model.runs import ClaimedRun, Completion
-from runwright.model.states import failure_outcome
+from runwright.model.states import Outcome, failure_outcome
 
 MAX_ERROR_CHARS = 8000
 
@@ -43,6 +43,8 @@ def failure(
             run_id=run.id, lease_token=run.lease_token, kind="canceled", error="canceled"
         )
     text = describe(error)
+    if isinstance(error, ExecutionFailed):
+        text = error.message  # the job's own output already holds its traceback
     if should_retry(attempt=run.attempt, max_attempts=run.max_attempts):
         delay = policy.delay(run.attempt, rng)
         if isinstance(error, Retry) and error.delay is not None:
@@ -54,9 +56,15 @@ def failure(
         run_id=run.id,
         lease_token=run.lease_token,
         kind="failed",
-        outcome=failure_outcome(attempt=run.attempt, max_attempts=run.max_attempts),
+        outcome=_final_outcome(run, error),
         error=text,
     )
+
+
+def _final_outcome(run: ClaimedRun, error: BaseException) -> Outcome:
+    if isinstance(error, ExecutionFailed) and error.outcome != Outcome.ERROR.value:
+        return Outcome(error.outcome)
+    return failure_outcome(attempt=run.attempt, max_attempts=run.max_attempts)
 
 
 def timed_out(run: ClaimedRun, policy: RetryPolicy, rng: random.Random) -> Completion:

@@ -50,6 +50,20 @@ class TaskRegistry:
     def specs(self) -> list[TaskSpec]:
         return [self._specs[name] for name in self.names()]
 
+    def with_builtins(self, builtins: list[TaskSpec]) -> TaskRegistry:
+        """A copy that also holds runwright's own executors (script and package jobs)."""
+        combined = TaskRegistry()
+        for spec in self.specs():
+            if any(spec.name == b.name for b in builtins):
+                raise ConfigError(
+                    f"Task type {spec.name!r} ({_where(spec.func)}) is reserved for runwright's "
+                    "jobs; rename the task."
+                )
+            combined.register(spec)
+        for spec in builtins:
+            combined.register(spec)
+        return combined
+
 
 default_registry = TaskRegistry()
 

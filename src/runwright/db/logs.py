@@ -1,0 +1,94 @@
+"""Log lines of runs: written in batches (COPY on PostgreSQL), read in pages."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from runwright.db.engine import is_postgres, read, write
+from runwright.db.errors import translate_errors
+from runwright.db.tables import log_lines, runs
+from runwright.model.logs import LEVEL_ORDER, Level
+from runwright.model.runs import LogLine
+
+_COLUMNS = ("run_id", "seq", "ts", "stream", "level", "message", "step", "target")
+
+
+class LogRepository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._postgres = is_postgres(engine)
+
+    def append(self, lines: Sequence[LogLine]) -> None:
+        """Store a batch of lines in one transaction (the log-capture hot path)."""
+        if not lines:
+            return
+        with translate_errors("store log lines"), write(self.engine) as conn:
+            if self._postgres:
+                dbapi = conn.connection.dbapi_connection
+                assert dbapi is not None
+                with dbapi.cursor() as cursor, cursor.copy(  # type: ignore[attr-defined]
+                    f"COPY log_lines ({', '.join(_COLUMNS)}) FROM STDIN"
+                ) as copy:
+                    for line in lines:
+                        copy.write_row(
+                            (line.run_id, line.seq, line.ts, line.stream, line.level,
+                             line.message, line.step, line.target)
+                        )
+            else:
+                conn.execute(
+                    sa.insert(log_lines),
+                    [
+                        {
+                            "run_id": line.run_id,
+                            "seq": line.seq,
+                            "ts": line.ts,
+                            "stream": line.stream,
+                            "level": line.level,
+                            "message": line.message,
+                            "step": line.step,
+                            "target": line.target,
+                        }
+                        for line in lines
+                    ],
+                )
+
+    def page(
+        self,
+        run_id: int,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        min_level: Level | None = None,
+    ) -> builtins.list[LogLine]:
+        """Lines with ``seq > after`` in order, optionally at or above a level."""
+        statement = (
+            sa.select(*(log_lines.c[name] for name in _COLUMNS))
+            .where(log_lines.c.run_id == run_id, log_lines.c.seq > after)
+            .order_by(log_lines.c.seq)
+            .limit(limit)
+        )
+        if min_level is not None:
+            wanted = [lvl.value for lvl, rank in LEVEL_ORDER.items() if rank >= LEVEL_ORDER[min_level]]
+            statement = statement.where(log_lines.c.level.in_(wanted))
+        with translate_errors("read log lines"), read(self.engine) as conn:
+            return [LogLine(**row._mapping) for row in conn.execute(statement)]
+
+    def last_seq(self, run_id: int) -> int:
+        with translate_errors("read log lines"), read(self.engine) as conn:
+            value: Any = conn.execute(
+                sa.select(sa.func.max(log_lines.c.seq)).where(log_lines.c.run_id == run_id)
+            ).scalar()
+        return int(value or 0)
+
+    def set_count(self, run_id: int, count: int, exit_code: int | None) -> None:
+        with translate_errors("record the run's output"), write(self.engine) as conn:
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == run_id)
+                .values(log_count=count, exit_code=exit_code)
+            )

@@ -1,0 +1,83 @@
+"""The job SDK: imported by job code inside its subprocess. Standard library only.
+
+    from runwright import sdk
+
+    sdk.params          # the run's parameters (dict)
+    sdk.args            # the run's arguments (list of str)
+    sdk.config          # merged configuration for the run's environment (dict)
+    sdk.environment     # e.g. "production" (None for the base configuration)
+    sdk.run_id, sdk.job
+    sdk.progress(40, "copied 4 of 10 files")
+    sdk.set_result({"rows": 10})
+
+Messages travel to the worker over a private pipe, never over stdout, so printing
+never interferes with them. Outside a runwright run (plain ``python main.py``) the
+values are empty and progress/result print to stderr instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any
+
+__all__ = ["args", "config", "environment", "job", "params", "progress", "run_id", "set_result"]
+
+_FD_VARIABLE = "RUNWRIGHT_SDK_FD"
+_CONTEXT_VARIABLE = "RUNWRIGHT_SDK_CONTEXT"
+
+
+def _load_context() -> dict[str, Any]:
+    path = os.environ.get(_CONTEXT_VARIABLE)
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        loaded: dict[str, Any] = json.load(handle)
+    return loaded
+
+
+_context = _load_context()
+params: dict[str, Any] = dict(_context.get("params") or {})
+args: list[str] = list(_context.get("args") or [])
+config: dict[str, Any] = dict(_context.get("config") or {})
+environment: str | None = _context.get("environment")
+run_id: int | None = _context.get("run_id")
+job: str | None = _context.get("job")
+
+_pipe = None
+_fd = os.environ.get(_FD_VARIABLE)
+if _fd:
+    try:
+        _pipe = os.fdopen(int(_fd), "w", encoding="utf-8", buffering=1, closefd=True)
+    except (OSError, ValueError):
+        _pipe = None
+
+
+def _send(message: dict[str, Any]) -> None:
+    line = json.dumps(message, separators=(",", ":"))
+    if _pipe is None:
+        print(f"[runwright] {line}", file=sys.stderr)
+        return
+    _pipe.write(line + "\n")
+    _pipe.flush()
+
+
+def progress(percent: float | None, message: str | None = None) -> None:
+    """Report progress: a percentage from 0 to 100 and an optional message."""
+    if percent is not None:
+        percent = float(percent)
+        if math.isnan(percent):
+            raise ValueError("progress percent must be a number between 0 and 100")
+        percent = min(100.0, max(0.0, percent))
+    _send({"type": "progress", "percent": percent, "message": message})
+
+
+def set_result(value: Any) -> None:
+    """Set the run's result: any JSON-serialisable value (the last call wins)."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"sdk.set_result needs a JSON-serialisable value: {exc}") from exc
+    _send({"type": "result", "value": value})

@@ -1,0 +1,258 @@
+"""Jobs: create and change them, deploy package versions, and start their runs."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from runwright.artifacts.base import ArtifactStore
+from runwright.artifacts.keys import package_key
+from runwright.artifacts.package import BuiltPackage, inspect_package
+from runwright.db.jobs import JobRepository
+from runwright.errors import Conflict, InvalidRequest, NotFound
+from runwright.model.manifest import check_environment
+from runwright.model.runs import Job, Package, Run, SubmitRequest
+from runwright.services.runs import RunService
+
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+KINDS = ("task", "script", "package")
+CODE_KINDS = ("script", "package")
+
+
+def check_job_name(name: str) -> str:
+    if not JOB_NAME.match(name):
+        raise InvalidRequest(
+            f"Job name {name!r} is not valid: use 1 to 100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSettings:
+    """Fields of a job a caller may set; None means 'leave as is' (or the default)."""
+
+    kind: str | None = None
+    description: str | None = None
+    task_type: str | None = None
+    queue: str | None = None
+    priority: int | None = None
+    timeout: float | None = None
+    max_attempts: int | None = None
+    parameters: list[dict[str, Any]] | None = None
+    enabled: bool | None = None
+
+    def values(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__slots__}
+        return {key: value for key, value in data.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    params: dict[str, Any] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    environment: str | None = None
+    queue: str | None = None
+    priority: int | None = None
+    timeout: float | None = None
+    max_attempts: int | None = None
+    idempotency_key: str | None = None
+    scheduled_at: float | None = None
+    trigger: str = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class Deployed:
+    job: Job
+    package: Package
+    created: bool  # a new version (False: this content was deployed before)
+    uploaded: bool  # bytes sent to the artifact store (False: already there)
+
+
+class JobService:
+    def __init__(self, *, jobs: JobRepository, runs: RunService, store: ArtifactStore) -> None:
+        self._jobs = jobs
+        self._runs = runs
+        self._store = store
+
+    # -- jobs ----------------------------------------------------------------------
+    def get(self, name: str) -> Job:
+        job = self._jobs.get(name)
+        if job is None:
+            raise NotFound(f"Job {name!r} does not exist; list jobs with `runwright job list`.")
+        return job
+
+    def list(self, *, kinds: tuple[str, ...] = (), archived: bool = False) -> builtins.list[Job]:
+        return self._jobs.list(kinds=kinds, archived=archived)
+
+    def last_statuses(self, jobs: builtins.list[Job]) -> dict[int, tuple[str, str | None]]:
+        return self._jobs.last_runs([job.id for job in jobs])
+
+    def create(self, name: str, settings: JobSettings) -> Job:
+        check_job_name(name)
+        values = settings.values()
+        kind = values.setdefault("kind", "package")
+        self._check(values)
+        if kind == "task" and not values.get("task_type"):
+            raise InvalidRequest("A task job needs task_type: the registered @task type it runs.")
+        job = self._jobs.create(name, values)
+        if job is None:
+            raise Conflict(f"Job {name!r} already exists; change it with `runwright job update`.")
+        return job
+
+    def update(self, name: str, settings: JobSettings) -> Job:
+        values = settings.values()
+        current = self.get(name)
+        if "kind" in values and values["kind"] != current.kind:
+            raise Conflict(
+                f"Job {name!r} is a {current.kind} job; its kind cannot change. Create a new job."
+            )
+        self._check(values)
+        job = self._jobs.update(name, values)
+        if job is None:
+            raise NotFound(f"Job {name!r} does not exist.")
+        return job
+
+    def archive(self, name: str) -> Job:
+        """Hide a job from lists and triggers; its runs and packages stay."""
+        self.get(name)
+        job = self._jobs.update(name, {"archived": True})
+        assert job is not None
+        return job
+
+    def _check(self, values: dict[str, Any]) -> None:
+        if "kind" in values and values["kind"] not in KINDS:
+            raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}.")
+        if "max_attempts" in values and not 1 <= values["max_attempts"] <= 1000:
+            raise InvalidRequest("max_attempts must be between 1 and 1000.")
+        if "timeout" in values and values["timeout"] <= 0:
+            raise InvalidRequest("timeout must be a positive number of seconds.")
+        if "queue" in values and not 1 <= len(values["queue"]) <= 100:
+            raise InvalidRequest("queue must be 1 to 100 characters.")
+
+    # -- packages ------------------------------------------------------------------
+    def deploy(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        kind: str = "package",
+        description: str | None = None,
+        created_by: str | None = None,
+    ) -> Deployed:
+        """Validate a package zip, store it once by content, and make it current."""
+        check_job_name(name)
+        manifest = inspect_package(data)
+        sha256 = hashlib.sha256(data).hexdigest()
+        job = self._jobs.get(name)
+        if job is None:
+            job = self._jobs.create(
+                name,
+                {"kind": kind, "description": description or manifest.description, "parameters": []},
+            ) or self.get(name)
+        if job.kind not in CODE_KINDS:
+            raise Conflict(f"Job {name!r} is a {job.kind} job; it does not take packages.")
+        if job.archived:
+            raise Conflict(f"Job {name!r} is archived; create a job with another name.")
+        key = package_key(job.id, sha256)
+        uploaded = False
+        if not self._store.exists(key):
+            self._store.put(key, data)
+            uploaded = True
+        package, created = self._jobs.add_package(
+            job.id,
+            sha256=sha256,
+            size=len(data),
+            storage_key=key,
+            manifest=manifest.to_json(),
+            created_by=created_by,
+        )
+        if description is not None and description != job.description:
+            self._jobs.update(name, {"description": description})
+        return Deployed(job=self.get(name), package=package, created=created, uploaded=uploaded)
+
+    def deploy_built(
+        self, name: str, built: BuiltPackage, *, created_by: str | None = None
+    ) -> Deployed:
+        return self.deploy(name, built.data, created_by=created_by)
+
+    def packages(self, name: str) -> builtins.list[Package]:
+        return self._jobs.packages(self.get(name).id)
+
+    def current_package(self, job: Job) -> Package | None:
+        if job.current_package_id is None:
+            return None
+        return self._jobs.package(job.current_package_id)
+
+    def activate(self, name: str, version: int) -> Job:
+        """Make an earlier (or later) version current again."""
+        job = self.get(name)
+        package = self._jobs.package_version(job.id, version)
+        if package is None:
+            known = ", ".join(f"v{p.version}" for p in self._jobs.packages(job.id)) or "none"
+            raise NotFound(f"Job {name!r} has no version v{version}; versions: {known}.")
+        self._jobs.set_current(job.id, package.id)
+        return self.get(name)
+
+    # -- runs ----------------------------------------------------------------------
+    def run(self, name: str, options: RunOptions) -> Run:
+        job = self.get(name)
+        if job.archived:
+            raise Conflict(f"Job {name!r} is archived; it cannot run.")
+        if not job.enabled:
+            raise Conflict(f"Job {name!r} is disabled; enable it with `runwright job update`.")
+        environment = check_environment(options.environment) if options.environment else None
+        payload, package = self._payload(job, options, environment)
+        request = SubmitRequest(
+            type=job.task_type if job.kind == "task" and job.task_type else job.kind,
+            payload=payload,
+            queue=options.queue or job.queue,
+            priority=options.priority if options.priority is not None else job.priority,
+            max_attempts=options.max_attempts or job.max_attempts,
+            timeout=options.timeout or job.timeout,
+            idempotency_key=options.idempotency_key,
+            scheduled_at=options.scheduled_at,
+            job=job.name,
+            job_id=job.id,
+            package_id=package.id if package else None,
+            environment=environment,
+            trigger=options.trigger,
+        )
+        submitted = self._runs.submit(request, check_type=job.kind == "task")
+        if submitted.created:
+            self._jobs.record_run(job.id, submitted.run.id)
+        return submitted.run
+
+    def _payload(
+        self, job: Job, options: RunOptions, environment: str | None
+    ) -> tuple[Any, Package | None]:
+        if job.kind == "task":
+            return options.params, None
+        package = self.current_package(job)
+        if package is None:
+            raise Conflict(
+                f"Job {job.name!r} has no code yet; deploy it with `runwright deploy DIR "
+                f"--job {job.name}` or upload a script."
+            )
+        declared = package.manifest.get("environments") or []
+        if environment and declared and environment not in declared:
+            raise InvalidRequest(
+                f"Job {job.name!r} v{package.version} has no configuration for environment "
+                f"{environment!r}; it has: {', '.join(declared)} (config.<env>.json files)."
+            )
+        payload = {
+            "job": job.name,
+            "job_id": job.id,
+            "package_id": package.id,
+            "version": package.version,
+            "sha256": package.sha256,
+            "storage_key": package.storage_key,
+            "manifest": package.manifest,
+            "params": options.params,
+            "args": options.args,
+            "environment": environment,
+        }
+        return payload, package

@@ -1,0 +1,143 @@
+"""Run a job's process: own process group, resource limits, line-by-line output,
+a private pipe for the SDK, and termination on cancel (SIGTERM, grace, SIGKILL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from runwright.model.logs import Stream
+
+LineSink = Callable[[Stream, str], None]
+MessageSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResourceLimits:
+    memory_mb: int = 0
+    cpu_seconds: int = 0
+    file_mb: int = 0
+    processes: int = 0
+
+    def apply(self) -> None:
+        """Called in the child between fork and exec."""
+        if self.memory_mb:
+            size = self.memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+        if self.cpu_seconds:
+            resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 5))
+        if self.file_mb:
+            size = self.file_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        if self.processes:
+            resource.setrlimit(resource.RLIMIT_NPROC, (self.processes, self.processes))
+
+
+@dataclass(slots=True)
+class ProcessOutcome:
+    exit_code: int | None  # None when ended by a signal
+    signal: int | None
+    stopped: bool  # we ended it (cancel or timeout)
+    runtime: float
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_process(
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    limits: ResourceLimits,
+    on_line: LineSink,
+    on_message: MessageSink,
+    should_stop: Callable[[], bool],
+    kill_grace: float,
+) -> ProcessOutcome:
+    read_fd, write_fd = os.pipe()
+    env = dict(env, RUNWRIGHT_SDK_FD=str(write_fd))
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(write_fd,),
+            start_new_session=True,  # its own process group: we can stop all of it
+            preexec_fn=limits.apply,  # noqa: PLW1509 - limits must be set in the child
+            close_fds=True,
+        )
+    finally:
+        os.close(write_fd)
+    assert process.stdout is not None and process.stderr is not None
+    readers = [
+        threading.Thread(target=_pump, args=(process.stdout, Stream.STDOUT, on_line), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, Stream.STDERR, on_line), daemon=True),
+        threading.Thread(target=_messages, args=(read_fd, on_message), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    stopped = False
+    while True:
+        try:
+            process.wait(timeout=0.05)
+            break
+        except subprocess.TimeoutExpired:
+            if not stopped and should_stop():
+                stopped = True
+                _stop_group(process, kill_grace)
+    # The group may have children still holding the pipes open: stop them too.
+    _kill_group(process.pid, signal.SIGKILL)
+    for reader in readers:
+        reader.join(timeout=10)
+    code = process.returncode
+    return ProcessOutcome(
+        exit_code=code if code >= 0 else None,
+        signal=-code if code < 0 else None,
+        stopped=stopped,
+        runtime=time.monotonic() - started,
+    )
+
+
+def _pump(pipe: IO[bytes], stream: Stream, on_line: LineSink) -> None:
+    with pipe:
+        for raw in pipe:
+            on_line(stream, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+
+def _messages(fd: int, on_message: MessageSink) -> None:
+    with os.fdopen(fd, "rb") as pipe:
+        for raw in pipe:
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                on_message(message)
+
+
+def _stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    _kill_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _kill_group(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
