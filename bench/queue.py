@@ -170,6 +170,25 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def machine_busy_pct(seconds: float = 1.0) -> float | None:
+    """How busy all CPUs were over ``seconds`` (Linux /proc/stat), None where unknown."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return round(100.0 * (1 - (idle1 - idle0) / (total1 - total0)), 1)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -682,7 +701,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--time-limit",
         type=float,
         default=None,
-        help="abort after this many seconds (default: 300 per JSON line)",
+        help="abort after this many seconds (default: 300 per JSON line, plus --wait-quiet)",
     )
     parser.add_argument(
         "--py-spy",
@@ -702,6 +721,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="diagnostic: ANALYZE the runs table after the drain's enqueue, "
         "before the worker starts (fresh tables have no planner statistics)",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each measurement wait up to this long for the machine's CPUs to be "
+        "under 20%% busy (a shared machine skews the figures); default: do not wait",
     )
     parser.add_argument(
         "--pg-set",
@@ -733,7 +760,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     combos = [(db, c) for db in args.database_list for c in args.concurrency_list]
-    limit = args.time_limit or 300.0 * len(combos)
+    limit = args.time_limit or (300.0 + args.wait_quiet) * len(combos)
     opts = Options(
         runs=args.runs,
         latency_runs=args.latency_runs,
@@ -784,11 +811,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = 0
         try:
             for kind, concurrency in combos:
-                load = os.getloadavg()[0]
-                if load > 0.5:
+                busy = machine_busy_pct()
+                waited_until = time.monotonic() + args.wait_quiet
+                while busy is not None and busy > 20 and time.monotonic() < waited_until:
+                    progress(f"machine {busy:.0f}% busy; waiting for it to quiet down")
+                    time.sleep(4.0)
+                    busy = machine_busy_pct(2.0)
+                if busy is not None and busy > 20:
                     progress(
-                        f"WARNING: the 1-minute load average is {load:.2f} before this "
-                        "measurement; other work on the machine will skew the figures"
+                        f"WARNING: the machine's CPUs were {busy:.0f}% busy in the second "
+                        "before this measurement; other work will skew the figures"
                     )
                 try:
                     line = measure(kind, concurrency, opts, processes)
@@ -800,7 +832,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     processes.stop_all()
                 # src may change between lines: record the revision each was measured at
                 line["git"] = git_revision()
-                line["loadavg_1m_before"] = round(load, 2)
+                line["machine_busy_pct_before"] = busy
                 if opts.pg_settings and kind == "postgres":
                     line["pg_settings"] = list(opts.pg_settings)
                 print(json.dumps({**line, **common}), flush=True)

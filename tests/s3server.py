@@ -71,8 +71,9 @@ def moto_server() -> Iterator[S3Server]:
                     f"{log.read_text(errors='replace')[-2000:]}"
                 )
             if time.monotonic() > deadline:
-                raise S3ServerFailed(f"moto.server did not answer at {endpoint} within "
-                                     f"{START_TIMEOUT:.0f} s")
+                raise S3ServerFailed(
+                    f"moto.server did not answer at {endpoint} within {START_TIMEOUT:.0f} s"
+                )
             time.sleep(0.1)
         yield S3Server(endpoint_url=endpoint, log=log)
     finally:

@@ -6,7 +6,8 @@
     ├── ConfigError             settings that cannot work
     ├── NotFound                a run, worker or task type that does not exist
     ├── InvalidRequest          input the caller must fix (HTTP 422)
-    │   └── UnknownTaskType
+    │   ├── UnknownTaskType
+    │   └── TooLarge            an upload over its size limit (HTTP 413)
     ├── Conflict                the request does not fit the current state (HTTP 409)
     ├── DatabaseError
     │   ├── DatabaseUnavailable the database cannot be reached right now (HTTP 503)
@@ -45,6 +46,10 @@ class NotFound(RunwrightError):
 
 class InvalidRequest(RunwrightError):
     status_code = 422
+
+
+class TooLarge(InvalidRequest):
+    status_code = 413
 
 
 class UnknownTaskType(InvalidRequest):

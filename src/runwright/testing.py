@@ -1,11 +1,11 @@
 """Helpers for testing your own tasks without a database or a worker.
 
-    from runwright.testing import run_inline
+from runwright.testing import run_inline
 
-    def test_export():
-        outcome = run_inline("export", {"rows": 3}, tasks="myapp.tasks")
-        assert outcome.result == {"exported": 3}
-        assert outcome.progress[-1] == (100.0, "3 of 3 rows")
+def test_export():
+    outcome = run_inline("export", {"rows": 3}, tasks="myapp.tasks")
+    assert outcome.result == {"exported": 3}
+    assert outcome.progress[-1] == (100.0, "3 of 3 rows")
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import json
 import random
 import signal
 import sqlite3
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -402,14 +403,23 @@ def test_sigterm_requeued_run_is_not_executed_twice_at_once(
         worker_id_of(db, other)
         stopping.signal(signal.SIGTERM)
         signalled = time.monotonic()
-        exit_code = stopping.wait(timeout=15)
+        # Popen.wait(timeout) polls every few ms; a blocking wait in a thread notes the
+        # moment the process is gone (a task still running then ended with it).
+        exit_times: list[float] = []
+        watcher = threading.Thread(
+            target=lambda: (stopping.popen.wait(), exit_times.append(time.time())), daemon=True
+        )
+        watcher.start()
+        watcher.join(timeout=15)
+        exit_code = stopping.wait(timeout=1)
         exited_in = time.monotonic() - signalled
+        exited_at = exit_times[0] if exit_times else float("inf")
         final = db.wait_final(run_id, timeout=20)
     finally:
         procs.kill_all()
         db.close()
 
-    found = executions(read_ledger(ledger), {})
+    found = executions(read_ledger(ledger), {stopping.pid: exited_at})
     print(f"\nstopping worker exited {exited_in:.1f}s after SIGTERM (code {exit_code})")
     assert not overlaps(found), (
         f"run {run_id} was executed by two live workers at once: "

@@ -50,6 +50,10 @@ class RunOut(BaseModel):
     worker: str | None
     cancel_requested: bool
     retry_of: int | None
+    package_id: int | None
+    environment: str | None
+    exit_code: int | None
+    log_count: int
     created_at: datetime | None
     scheduled_at: datetime | None
     started_at: datetime | None
@@ -78,6 +82,10 @@ class RunOut(BaseModel):
             worker=run.worker_id,
             cancel_requested=run.cancel_requested,
             retry_of=run.retry_of,
+            package_id=run.package_id,
+            environment=run.environment,
+            exit_code=run.exit_code,
+            log_count=run.log_count,
             created_at=to_datetime(run.created_at),
             scheduled_at=to_datetime(run.scheduled_at),
             started_at=to_datetime(run.started_at),
@@ -131,3 +139,116 @@ class WorkerOut(BaseModel):
 class ErrorOut(BaseModel):
     error: str
     detail: list[dict[str, Any]] | None = None
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    kind: str = Field(default="package", description="task, script or package")
+    description: str = ""
+    task_type: str | None = Field(default=None, description="For task jobs: the @task type.")
+    queue: str = Field(default="default", min_length=1, max_length=100)
+    priority: int = 0
+    timeout: float | None = Field(default=None, gt=0)
+    max_attempts: int = Field(default=1, ge=1, le=1000)
+    parameters: list[dict[str, Any]] = Field(default_factory=list)
+    enabled: bool = True
+
+
+class JobPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    task_type: str | None = None
+    queue: str | None = Field(default=None, min_length=1, max_length=100)
+    priority: int | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    parameters: list[dict[str, Any]] | None = None
+    enabled: bool | None = None
+
+
+class PackageOut(BaseModel):
+    id: int
+    version: int
+    sha256: str
+    size: int
+    entrypoint: str
+    requirements: list[str]
+    environments: list[str]
+    description: str
+    created_at: datetime | None
+    created_by: str | None
+    current: bool
+
+
+class JobOut(BaseModel):
+    id: int
+    name: str
+    kind: str
+    description: str
+    task_type: str | None
+    queue: str
+    priority: int
+    timeout: float | None
+    max_attempts: int
+    parameters: list[dict[str, Any]]
+    enabled: bool
+    archived: bool
+    current_version: int | None
+    total_runs: int
+    last_run_id: int | None
+    last_run_at: datetime | None
+    last_status: str | None
+    last_outcome: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class DeployedOut(BaseModel):
+    job: JobOut
+    package: PackageOut
+    created: bool = Field(description="False when this content was deployed before.")
+    uploaded: bool = Field(description="False when the store already had these bytes.")
+
+
+class JobRunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    args: list[str] = Field(default_factory=list)
+    environment: str | None = Field(default=None, max_length=50)
+    queue: str | None = Field(default=None, min_length=1, max_length=100)
+    priority: int | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    timeout: float | None = Field(default=None, gt=0)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    scheduled_at: datetime | None = None
+
+
+class LogLineOut(BaseModel):
+    seq: int
+    ts: datetime
+    stream: str
+    level: str
+    message: str
+    step: str | None = None
+    target: str | None = None
+
+
+class LogPage(BaseModel):
+    lines: list[LogLineOut]
+    next_after: int = Field(description="Pass as `after` to get the following lines.")
+    complete: bool = Field(description="True when the run has finished and no lines follow.")
+
+
+class ScriptOut(BaseModel):
+    name: str
+    description: str
+    version: int | None
+    total_runs: int
+    last_run_id: int | None
+    last_run_at: datetime | None
+    last_status: str | None
+    last_outcome: str | None

@@ -88,10 +88,7 @@ def _s3(url: str, settings: Settings) -> ArtifactStore:
             secret_access_key=settings.s3_secret_access_key,
         )
     except StoreError as exc:
-        raise ConfigError(f"Invalid storage URL {url!r}: {exc.message}") from exc
-    except ValueError as exc:  # botocore refuses e.g. a malformed endpoint URL
-        endpoint = mask_url_password(settings.s3_endpoint_url)
-        raise ConfigError(f"Invalid S3 settings (endpoint {endpoint!r}): {exc}") from exc
+        raise ConfigError(f"Invalid S3 storage settings: {exc.message}") from exc
 
 
 def open_store(settings: Settings) -> ArtifactStore:

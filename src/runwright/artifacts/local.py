@@ -102,7 +102,12 @@ class LocalStore(ArtifactStore):
     def _path(self, key: str) -> Path:
         validate_key(key)
         target = self.root.joinpath(*key.split("/"))
-        resolved = target.resolve()
+        try:
+            resolved = target.resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop
+            raise StoreError(
+                f"Artifact key {key!r} cannot be resolved under {self.root}: {exc}"
+            ) from exc
         if not resolved.is_relative_to(self.root):
             raise StoreError(
                 f"Artifact key {key!r} leads to {resolved}, outside the store folder "

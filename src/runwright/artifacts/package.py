@@ -26,8 +26,20 @@ from runwright.model.manifest import (
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 SKIPPED_DIRS = frozenset(
-    {".git", ".hg", "__pycache__", ".venv", "venv", ".mypy_cache", ".pytest_cache",
-     ".ruff_cache", "node_modules", ".runwright", ".idea", ".vscode"}
+    {
+        ".git",
+        ".hg",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "node_modules",
+        ".runwright",
+        ".idea",
+        ".vscode",
+    }
 )
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
@@ -89,8 +101,7 @@ def build_package(folder: Path, *, limits: Limits = DEFAULT_LIMITS) -> BuiltPack
     files = collect_files(folder)
     if MANIFEST_NAME not in files:
         raise InvalidRequest(
-            f"{folder} has no {MANIFEST_NAME}. Create one with at least: "
-            'entrypoint = "main.py"'
+            f'{folder} has no {MANIFEST_NAME}. Create one with at least: entrypoint = "main.py"'
         )
     if len(files) > limits.max_files:
         raise InvalidRequest(f"{folder} has {len(files)} files; the limit is {limits.max_files}.")
@@ -153,7 +164,9 @@ def _check_entry(info: zipfile.ZipInfo, limits: Limits) -> str:
 def _entries(zf: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
     infos = [info for info in zf.infolist() if not info.is_dir()]
     if len(infos) > limits.max_files:
-        raise InvalidRequest(f"The package has {len(infos)} files; the limit is {limits.max_files}.")
+        raise InvalidRequest(
+            f"The package has {len(infos)} files; the limit is {limits.max_files}."
+        )
     total = sum(info.file_size for info in infos)
     if total > limits.max_unpacked_bytes:
         raise InvalidRequest(
@@ -205,9 +218,7 @@ def inspect_package(data: bytes | Path, *, limits: Limits = DEFAULT_LIMITS) -> M
         if manifest.is_function:
             module = manifest.entrypoint.split(":", 1)[0].replace(".", "/")
             if f"{module}.py" not in names and f"{module}/__init__.py" not in names:
-                raise InvalidRequest(
-                    f"The entrypoint module {module}.py is not in the package."
-                )
+                raise InvalidRequest(f"The entrypoint module {module}.py is not in the package.")
     return manifest
 
 

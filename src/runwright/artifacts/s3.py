@@ -100,15 +100,22 @@ class S3Store(ArtifactStore):
             options["request_checksum_calculation"] = "when_required"
             options["response_checksum_validation"] = "when_required"
         config = Config(**options)
-        session = boto3.session.Session()
-        self._client: Any = session.client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            region_name=region or None,
-            aws_access_key_id=access_key_id or None,
-            aws_secret_access_key=secret_access_key or None,
-            config=config,
-        )
+        try:
+            session = boto3.session.Session()
+            self._client: Any = session.client(
+                "s3",
+                endpoint_url=endpoint_url or None,
+                region_name=region or None,
+                aws_access_key_id=access_key_id or None,
+                aws_secret_access_key=secret_access_key or None,
+                config=config,
+            )
+        except (BotoCoreError, ValueError) as exc:  # a bad endpoint URL or AWS profile
+            reason = str(exc).replace(endpoint_url, self._endpoint()) if endpoint_url else exc
+            raise StoreError(
+                f"Could not set up the S3 client for {self.describe()} at "
+                f"{self._endpoint()}: {reason}"
+            ) from exc
         self._transfer = TransferConfig(
             multipart_threshold=8 * MB, multipart_chunksize=8 * MB, max_concurrency=4
         )
@@ -219,6 +226,8 @@ class S3Store(ArtifactStore):
             return True
         try:
             self._client.head_bucket(Bucket=self.bucket)
+        except BotoCoreError:
+            return True  # cannot tell: keep the key's own answer
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             # Anything but "not found" (e.g. 403) means it exists: the key's answer stands.

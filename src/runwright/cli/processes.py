@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -74,7 +75,12 @@ def server(
     maintenance = Maintenance(
         runtime.engine, lease_timeout=settings.lease_timeout, policy=runtime.retry_policy()
     )
-    worker = runtime.worker(concurrency=workers, queues=_split(queues), in_process=True)
+    worker = runtime.worker(
+        concurrency=workers,
+        queues=_split(queues),
+        in_process=True,
+        exit_process=lambda: _exit_now(0),
+    )
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     info_path = settings.home / "server.json"
     with reported():
@@ -87,10 +93,19 @@ def server(
         f", {workers} embedded worker slots)",
         highlight=False,
     )
+    # uvicorn restores the previous SIGTERM/SIGINT handlers when it stops and raises
+    # the signal again: with these no-op handlers that does not kill the process
+    # before the embedded worker has finished or requeued its runs below.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    code = 0
     try:
         uvicorn.Server(
             uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning")
         ).run()
+    except Exception:
+        logging.getLogger(__name__).exception("the server stopped on an error")
+        code = 1
     finally:
         console.print("Stopping: letting running runs finish...")
         if workers:
@@ -98,6 +113,16 @@ def server(
         maintenance.stop()
         _remove_if_ours(info_path)
         runtime.close()
+        _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without waiting for task threads that ignored cancellation: their runs were
+    requeued, and must not go on executing here while another worker runs them."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _remove_if_ours(path: Path) -> None:
@@ -119,7 +144,11 @@ def worker(
     settings = _tasks(settings_from(ctx), tasks)
     with reported():
         runtime = Runtime.open(settings, create_schema=False)
-        instance = runtime.worker(concurrency=concurrency, queues=_split(queues))
+        instance = runtime.worker(
+            concurrency=concurrency,
+            queues=_split(queues),
+            exit_process=lambda: _exit_now(0),
+        )
         instance.start()
     signals = {"count": 0}
 
@@ -139,6 +168,7 @@ def worker(
     while not instance.wait(0.5):
         pass
     runtime.close()
+    _exit_now(0)
 
 
 def scheduler(ctx: typer.Context) -> None:

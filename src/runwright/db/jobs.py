@@ -227,5 +227,3 @@ class JobRepository:
         )
         with translate_errors("read last runs"), read(self.engine) as conn:
             return {row.job_id: (row.status, row.outcome) for row in conn.execute(statement)}
-
-

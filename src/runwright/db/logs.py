@@ -31,13 +31,24 @@ class LogRepository:
             if self._postgres:
                 dbapi = conn.connection.dbapi_connection
                 assert dbapi is not None
-                with dbapi.cursor() as cursor, cursor.copy(  # type: ignore[attr-defined]
-                    f"COPY log_lines ({', '.join(_COLUMNS)}) FROM STDIN"
-                ) as copy:
+                with (
+                    dbapi.cursor() as cursor,
+                    cursor.copy(  # type: ignore[attr-defined]
+                        f"COPY log_lines ({', '.join(_COLUMNS)}) FROM STDIN"
+                    ) as copy,
+                ):
                     for line in lines:
                         copy.write_row(
-                            (line.run_id, line.seq, line.ts, line.stream, line.level,
-                             line.message, line.step, line.target)
+                            (
+                                line.run_id,
+                                line.seq,
+                                line.ts,
+                                line.stream,
+                                line.level,
+                                line.message,
+                                line.step,
+                                line.target,
+                            )
                         )
             else:
                 conn.execute(
@@ -73,7 +84,9 @@ class LogRepository:
             .limit(limit)
         )
         if min_level is not None:
-            wanted = [lvl.value for lvl, rank in LEVEL_ORDER.items() if rank >= LEVEL_ORDER[min_level]]
+            wanted = [
+                lvl.value for lvl, rank in LEVEL_ORDER.items() if rank >= LEVEL_ORDER[min_level]
+            ]
             statement = statement.where(log_lines.c.level.in_(wanted))
         with translate_errors("read log lines"), read(self.engine) as conn:
             return [LogLine(**row._mapping) for row in conn.execute(statement)]

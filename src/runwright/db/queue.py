@@ -318,8 +318,9 @@ class RunQueue:
             cancel=frozenset(row.id for row in rows if row.cancel_requested),
         )
 
-    def release(self, held: Sequence[tuple[int, int]]) -> int:
-        """Put runs back in the queue without spending an attempt (graceful shutdown)."""
+    def release(self, held: Sequence[tuple[int, int]], *, delay: float = 0.0) -> int:
+        """Put runs back in the queue without spending an attempt (graceful shutdown),
+        claimable again after ``delay`` seconds."""
         if not held:
             return 0
         statement = (
@@ -334,7 +335,7 @@ class RunQueue:
                 attempt=runs.c.attempt - 1,
                 worker_id=None,
                 lease_expires_at=None,
-                scheduled_at=self._now,
+                scheduled_at=self._now + delay,
                 error="worker stopped before the run finished; requeued",
             )
         )

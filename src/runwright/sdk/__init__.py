@@ -77,7 +77,7 @@ def progress(percent: float | None, message: str | None = None) -> None:
 def set_result(value: Any) -> None:
     """Set the run's result: any JSON-serialisable value (the last call wins)."""
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"sdk.set_result needs a JSON-serialisable value: {exc}") from exc
     _send({"type": "result", "value": value})

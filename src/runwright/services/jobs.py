@@ -151,7 +151,11 @@ class JobService:
         if job is None:
             job = self._jobs.create(
                 name,
-                {"kind": kind, "description": description or manifest.description, "parameters": []},
+                {
+                    "kind": kind,
+                    "description": description or manifest.description,
+                    "parameters": [],
+                },
             ) or self.get(name)
         if job.kind not in CODE_KINDS:
             raise Conflict(f"Job {name!r} is a {job.kind} job; it does not take packages.")

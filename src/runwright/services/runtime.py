@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
@@ -89,7 +90,12 @@ class Runtime:
         return RetryPolicy(base=self.settings.retry_base, cap=self.settings.retry_cap)
 
     def worker(
-        self, *, concurrency: int, queues: tuple[str, ...] = ("default",), in_process: bool = False
+        self,
+        *,
+        concurrency: int,
+        queues: tuple[str, ...] = ("default",),
+        in_process: bool = False,
+        exit_process: Callable[[], None] | None = None,
     ) -> Worker:
         from runwright.worker.code import CODE_TYPES, CodeExecutor
         from runwright.worker.logsink import LogSink
@@ -117,6 +123,7 @@ class Runtime:
             registry=self.registry.with_builtins(builtins),
             options=options,
             waker=self.waker if in_process else None,
+            exit_process=exit_process,
         )
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ class ScriptSummary:
 
 
 def sanitize_filename(filename: str) -> str:
-    """Keep the base name, replace anything unusual by '_' (``my script.py`` -> ``my_script.py``)."""
+    """Keep the base name; replace anything unusual by '_' (``a b.py`` -> ``a_b.py``)."""
     base = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
     clean = _UNSAFE.sub("_", base).strip("._")
     if not clean.endswith(".py"):
@@ -66,7 +66,8 @@ class ScriptService:
             compile(text, clean, "exec")
         except SyntaxError as exc:
             raise InvalidRequest(
-                f"{clean} has a syntax error on line {exc.lineno}: {exc.msg}. Fix it and upload again."
+                f"{clean} has a syntax error on line {exc.lineno}: {exc.msg}. "
+                "Fix it and upload again."
             ) from exc
         return clean
 
@@ -82,10 +83,7 @@ class ScriptService:
         """Store a script as a new version of its script job (created on first upload)."""
         clean = self.validate(filename, data)
         name = job_name or clean.removesuffix(".py").replace("_", "-").strip("-.").lower()
-        manifest = (
-            f'entrypoint = "{clean}"\n'
-            f"description = {_toml_string(description)}\n"
-        )
+        manifest = f'entrypoint = "{clean}"\ndescription = {_toml_string(description)}\n'
         built = build_from_files(
             [("runwright.toml", manifest.encode(), False), (clean, data, False)]
         )

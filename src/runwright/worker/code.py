@@ -17,6 +17,7 @@ from runwright.artifacts.base import ArtifactStore
 from runwright.artifacts.keys import log_key
 from runwright.artifacts.package import safe_extract, sha256_of
 from runwright.config import Settings
+from runwright.db.logs import LogRepository
 from runwright.errors import Cancelled, ExecutionFailed, InvalidRequest, StoreError
 from runwright.model.logs import Level, LevelTracker, Masker, Stream
 from runwright.model.manifest import Manifest, host_overrides, merge_config, secret_values
@@ -25,7 +26,6 @@ from runwright.model.states import Outcome
 from runwright.worker import process, venvs
 from runwright.worker.context import TaskContext
 from runwright.worker.logsink import LogSink
-from runwright.db.logs import LogRepository
 
 CODE_TYPES = ("script", "package")
 SDK_SOURCE = Path(__file__).resolve().parent.parent / "sdk"
@@ -183,8 +183,12 @@ class CodeExecutor:
             )
         )
         sdk_path = self._prepare_sdk(folder / ".runwright" / "sdk")
-        command = [str(interpreter), str(sdk_path / "_runwright_entry.py"), run.manifest.entrypoint,
-                   *run.args]
+        command = [
+            str(interpreter),
+            str(sdk_path / "_runwright_entry.py"),
+            run.manifest.entrypoint,
+            *run.args,
+        ]
         output.system(f"Starting {run.manifest.entrypoint} {' '.join(run.args)}".rstrip())
         result: dict[str, Any] = {}
 

@@ -18,7 +18,7 @@ MAX_ERROR_CHARS = 8000
 def success(run: ClaimedRun, result: Any) -> Completion:
     if result is not None:
         try:
-            json.dumps(result)
+            json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as exc:
             return Completion(
                 run_id=run.id,

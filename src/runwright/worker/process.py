@@ -3,6 +3,7 @@ a private pipe for the SDK, and termination on cancel (SIGTERM, grace, SIGKILL).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -16,6 +17,20 @@ from pathlib import Path
 from typing import IO, Any
 
 from runwright.model.logs import Stream
+
+_groups_lock = threading.Lock()
+_running_groups: set[int] = set()  # process groups of jobs running in this process
+
+
+def kill_all_groups() -> int:
+    """SIGKILL every job process group still running here (a stopping worker's last act
+    before it requeues their runs); returns how many there were."""
+    with _groups_lock:
+        groups = list(_running_groups)
+    for pgid in groups:
+        _kill_group(pgid, signal.SIGKILL)
+    return len(groups)
+
 
 LineSink = Callable[[Stream, str], None]
 MessageSink = Callable[[dict[str, Any]], None]
@@ -75,12 +90,15 @@ def run_process(
             stderr=subprocess.PIPE,
             pass_fds=(write_fd,),
             start_new_session=True,  # its own process group: we can stop all of it
-            preexec_fn=limits.apply,  # noqa: PLW1509 - limits must be set in the child
+            preexec_fn=limits.apply,
             close_fds=True,
         )
     finally:
         os.close(write_fd)
-    assert process.stdout is not None and process.stderr is not None
+    with _groups_lock:
+        _running_groups.add(process.pid)
+    assert process.stdout is not None
+    assert process.stderr is not None
     readers = [
         threading.Thread(target=_pump, args=(process.stdout, Stream.STDOUT, on_line), daemon=True),
         threading.Thread(target=_pump, args=(process.stderr, Stream.STDERR, on_line), daemon=True),
@@ -99,6 +117,8 @@ def run_process(
                 _stop_group(process, kill_grace)
     # The group may have children still holding the pipes open: stop them too.
     _kill_group(process.pid, signal.SIGKILL)
+    with _groups_lock:
+        _running_groups.discard(process.pid)
     for reader in readers:
         reader.join(timeout=10)
     code = process.returncode
@@ -137,7 +157,5 @@ def _stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
 
 
 def _kill_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

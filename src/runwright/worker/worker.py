@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +31,15 @@ from runwright.db.workers import WorkerRegistry
 from runwright.errors import DatabaseError
 from runwright.model.retry import RetryPolicy
 from runwright.model.runs import ClaimedRun, Completion, ProgressUpdate
-from runwright.worker import execute
+from runwright.worker import execute, process
 from runwright.worker.context import TaskContext
 from runwright.worker.registry import TaskRegistry
 
 log = logging.getLogger(__name__)
+
+# Runs requeued by a worker about to exit with their task threads still running become
+# claimable this much later, so that no other worker starts them before the exit.
+EXIT_MARGIN = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +52,7 @@ class WorkerOptions:
     shutdown_grace: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     recover: bool = True  # also recover runs of dead workers (cheap, idempotent)
+    stop_wait: float = 1.0  # how long canceled executions get to stop at shutdown
 
 
 @dataclass(slots=True)
@@ -56,6 +61,8 @@ class _Held:
     ctx: TaskContext
     deadline: float | None
     settled: bool = False
+    releasing: bool = False  # the worker is stopping and will requeue this run
+    returned: threading.Event = field(default_factory=threading.Event)  # the call is over
 
 
 class Worker:
@@ -67,7 +74,11 @@ class Worker:
         registry: TaskRegistry,
         options: WorkerOptions,
         waker: Waker | None = None,
+        exit_process: Callable[[], None] | None = None,
     ) -> None:
+        """``exit_process`` ends the process; a stopping worker calls it right after
+        requeueing runs whose task threads ignored cancellation (CLI processes pass it)."""
+        self._exit_process = exit_process
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.options = options
         self.registry = registry
@@ -287,9 +298,11 @@ class Worker:
             completion = execute.failure(held.run, exc, self.options.retry, self._rng)
         else:
             completion = execute.success(held.run, result)
+        held.returned.set()
         self._settle(held, completion)
 
     def _after_async(self, held: _Held, future: Future[Any]) -> None:
+        held.returned.set()
         error = future.exception()
         if error is not None:
             self._settle(held, execute.failure(held.run, error, self.options.retry, self._rng))
@@ -308,6 +321,8 @@ class Worker:
         with self._lock:
             if held.settled:
                 return False
+            if held.releasing and (completion is None or completion.kind != "succeeded"):
+                return False  # the shutdown requeues it; only a success is worth keeping
             held.settled = True
             if completion is None:
                 self._held.pop(held.run.id, None)
@@ -381,20 +396,51 @@ class Worker:
         with self._lock:
             leftover = [held for held in self._held.values() if not held.settled]
             for held in leftover:
+                held.releasing = True
+        for held in leftover:
+            held.ctx._request_cancel()
+        # A requeued run may be claimed elsewhere at once: first let the canceled
+        # executions stop (a job's process group gets SIGTERM, then SIGKILL).
+        stop_by = time.monotonic() + self.options.stop_wait
+        for held in leftover:
+            held.returned.wait(max(0.0, stop_by - time.monotonic()))
+        with self._lock:
+            leftover = [held for held in leftover if not held.settled]
+            for held in leftover:
                 held.settled = True
-                held.ctx._request_cancel()
-        self._flush_quietly()
         if leftover:
-            try:
-                count = self._queue.release([(h.run.id, h.run.lease_token) for h in leftover])
-                log.warning("worker %s requeued %d unfinished runs", self.id, count)
-            except DatabaseError as exc:
-                log.warning(
-                    "worker %s could not requeue its runs (%s); they will be "
-                    "recovered when their lease expires",
-                    self.id,
-                    exc.message,
-                )
+            # Job processes still alive must be gone before their runs are requeued.
+            process.kill_all_groups()
+        self._flush_quietly()
+        lingering = [h.run.id for h in leftover if not h.returned.is_set()]
+        if lingering and self._exit_process is not None:
+            # Threads cannot be killed: a task ignoring cancellation would go on while
+            # another worker runs its requeued run. Requeue, then end the process at once.
+            log.warning("runs %s ignored cancellation; requeueing them and exiting", lingering)
+            self._deregister()
+            self._release(leftover, delay=EXIT_MARGIN)
+            self._exit_process()
+        if lingering:
+            log.warning(
+                "runs %s ignored cancellation; their threads go on until they return", lingering
+            )
+        self._release(leftover)
+
+    def _release(self, leftover: list[_Held], delay: float = 0.0) -> None:
+        if not leftover:
+            return
+        try:
+            count = self._queue.release(
+                [(h.run.id, h.run.lease_token) for h in leftover], delay=delay
+            )
+            log.warning("worker %s requeued %d unfinished runs", self.id, count)
+        except DatabaseError as exc:
+            log.warning(
+                "worker %s could not requeue its runs (%s); they will be "
+                "recovered when their lease expires",
+                self.id,
+                exc.message,
+            )
 
     def _flush_quietly(self) -> None:
         completions, progress = self._take_pending()
@@ -408,8 +454,13 @@ class Worker:
             return
         self._forget(completions, refused)
 
+    def _deregister(self) -> None:
+        try:
+            self._workers.deregister(self.id)
+        except DatabaseError as exc:
+            log.warning("worker %s could not deregister: %s", self.id, exc.message)
+
     def _close(self) -> None:
-        self._stopped.set()
         if self._listener is not None:
             self._listener.stop()
         if self._waker is not None and self._waker_event is not None:
@@ -417,8 +468,6 @@ class Worker:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._async_loop is not None:
             self._async_loop.call_soon_threadsafe(self._async_loop.stop)
-        try:
-            self._workers.deregister(self.id)
-        except DatabaseError as exc:
-            log.warning("worker %s could not deregister: %s", self.id, exc.message)
+        self._deregister()
         log.info("worker %s stopped after executing %d runs", self.id, self.executed)
+        self._stopped.set()
