@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -16,6 +17,7 @@ from runwright.model.logs import LEVEL_ORDER, Level
 from runwright.model.runs import LogLine
 
 _COLUMNS = ("run_id", "seq", "ts", "stream", "level", "message", "step", "target")
+_COPY = f"COPY log_lines ({', '.join(_COLUMNS)}) FROM STDIN"
 
 
 class LogRepository:
@@ -29,14 +31,9 @@ class LogRepository:
             return
         with translate_errors("store log lines"), write(self.engine) as conn:
             if self._postgres:
-                dbapi = conn.connection.dbapi_connection
-                assert dbapi is not None
-                with (
-                    dbapi.cursor() as cursor,
-                    cursor.copy(  # type: ignore[attr-defined]
-                        f"COPY log_lines ({', '.join(_COLUMNS)}) FROM STDIN"
-                    ) as copy,
-                ):
+                # COPY is several times faster than INSERT for a batch of lines.
+                dbapi = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+                with dbapi.cursor() as cursor, cursor.copy(_COPY) as copy:
                     for line in lines:
                         copy.write_row(
                             (
