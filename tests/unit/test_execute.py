@@ -15,6 +15,9 @@ from runwright.model.runs import ClaimedRun
 from runwright.model.states import Outcome
 from runwright.worker import execute
 
+# PostgreSQL cannot store NUL characters; such results are refused (tested below).
+STORABLE_TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00"))
+
 POLICY = RetryPolicy(base=2.0, cap=60.0, jitter=0.5)
 
 
@@ -76,13 +79,16 @@ def test_a_result_with_nan_or_infinity_is_not_json(value: float) -> None:
         st.none()
         | st.booleans()
         | st.integers()
-        | st.text()
+        | STORABLE_TEXT
         | st.floats(allow_nan=False, allow_infinity=False),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(STORABLE_TEXT, inner, max_size=4)
+        ),
         max_leaves=20,
     )
 )
 def test_any_json_value_succeeds_unchanged(result: object) -> None:
+    """Any JSON a database can store: finite numbers, text without NUL characters."""
     completion = execute.success(claimed(), result)
     assert completion.kind == "succeeded"
     assert completion.result is result
@@ -226,3 +232,10 @@ def test_canceled_by_request() -> None:
     assert completion.kind == "canceled"
     assert completion.error == "canceled by request"
     assert (completion.run_id, completion.lease_token) == (7, 41)
+
+
+def test_a_result_with_a_nul_character_is_refused_with_a_clear_message() -> None:
+    completion = execute.success(claimed(), {"text": "a\x00b"})
+    assert completion.kind == "failed"
+    assert completion.error is not None
+    assert "NUL character" in completion.error

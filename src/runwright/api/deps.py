@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from runwright.services.runs import RunService
 from runwright.services.runtime import Runtime
@@ -21,3 +21,6 @@ def get_run_service(request: Request) -> RunService:
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RunServiceDep = Annotated[RunService, Depends(get_run_service)]
+
+MAX_ID = 2**63 - 1
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="The run's id.")]

@@ -187,15 +187,15 @@ class RunQueue:
                 status=RunStatus.SUCCEEDED.value,
                 outcome=None,
                 error=None,
-                result=sa.bindparam("result", type_=runs.c.result.type),
+                result=sa.bindparam("res", type_=runs.c.result.type),
                 **final,
             ),
             "failed": sa.update(runs)
             .where(*guard)
             .values(
                 status=RunStatus.FAILED.value,
-                outcome=sa.bindparam("outcome"),
-                error=sa.bindparam("error"),
+                outcome=sa.bindparam("out"),
+                error=sa.bindparam("err"),
                 **final,
             ),
             "canceled": sa.update(runs)
@@ -203,14 +203,14 @@ class RunQueue:
             .values(
                 status=RunStatus.CANCELED.value,
                 outcome=Outcome.CANCELED.value,
-                error=sa.bindparam("error"),
+                error=sa.bindparam("err"),
                 **final,
             ),
             "retry": sa.update(runs)
             .where(*guard)
             .values(
                 status=_QUEUED,
-                error=sa.bindparam("error"),
+                error=sa.bindparam("err"),
                 scheduled_at=now + sa.bindparam("delay", type_=sa.Float),
                 worker_id=None,
                 lease_expires_at=None,
@@ -238,16 +238,7 @@ class RunQueue:
     ) -> list[int]:
         groups: dict[str, list[dict[str, Any]]] = {}
         for item in completions:
-            groups.setdefault(item.kind, []).append(
-                {
-                    "rid": item.run_id,
-                    "tok": item.lease_token,
-                    "result": item.result,
-                    "outcome": item.outcome.value if item.outcome else None,
-                    "error": item.error,
-                    "delay": item.delay,
-                }
-            )
+            groups.setdefault(item.kind, []).append(_finish_params(item))
         if progress:
             conn.execute(
                 self._progress_statement,
@@ -318,17 +309,39 @@ class RunQueue:
             cancel=frozenset(row.id for row in rows if row.cancel_requested),
         )
 
-    def release(self, held: Sequence[tuple[int, int]], *, delay: float = 0.0) -> int:
-        """Put runs back in the queue without spending an attempt (graceful shutdown),
-        claimable again after ``delay`` seconds."""
-        if not held:
-            return 0
-        statement = (
+    def _cancel_statement(self, *extra: sa.ColumnElement[bool]) -> sa.Update:
+        """Ends a held run whose cancellation was requested (instead of requeueing it)."""
+        return (
             sa.update(runs)
             .where(
                 runs.c.id == sa.bindparam("rid"),
                 runs.c.lease_token == sa.bindparam("tok"),
                 runs.c.status == _RUNNING,
+                runs.c.cancel_requested.is_(True),
+                *extra,
+            )
+            .values(
+                status=RunStatus.CANCELED.value,
+                outcome=Outcome.CANCELED.value,
+                finished_at=self._now,
+                lease_expires_at=None,
+                error=sa.bindparam("err"),
+            )
+        )
+
+    def release(self, held: Sequence[tuple[int, int]], *, delay: float = 0.0) -> int:
+        """Put runs back in the queue without spending an attempt (graceful shutdown),
+        claimable again after ``delay`` seconds; runs whose cancellation was requested
+        are canceled instead. Returns how many were requeued."""
+        if not held:
+            return 0
+        requeue = (
+            sa.update(runs)
+            .where(
+                runs.c.id == sa.bindparam("rid"),
+                runs.c.lease_token == sa.bindparam("tok"),
+                runs.c.status == _RUNNING,
+                runs.c.cancel_requested.is_(False),
             )
             .values(
                 status=_QUEUED,
@@ -339,14 +352,20 @@ class RunQueue:
                 error="worker stopped before the run finished; requeued",
             )
         )
+        params = [
+            {"rid": rid, "tok": tok, "err": "canceled while its worker was stopping"}
+            for rid, tok in held
+        ]
         with translate_errors("requeue runs"), write(self.engine) as conn:
-            result = conn.execute(statement, [{"rid": rid, "tok": tok} for rid, tok in held])
+            conn.execute(self._cancel_statement(), params)
+            result = conn.execute(requeue, params)
         return int(result.rowcount)
 
     def recover_expired(
         self, policy: RetryPolicy, rng: random.Random, *, limit: int = 500
     ) -> RecoveryReport:
-        """Requeue (with backoff) or fail runs whose lease ran out by the database clock."""
+        """Requeue (with backoff) or fail runs whose lease ran out by the database clock;
+        cancel those whose cancellation was requested."""
         now = self._now
         expired = (
             sa.select(
@@ -355,6 +374,7 @@ class RunQueue:
                 runs.c.max_attempts,
                 runs.c.lease_token,
                 runs.c.worker_id,
+                runs.c.cancel_requested,
             )
             .where(runs.c.status == _RUNNING, runs.c.lease_expires_at < now)
             .order_by(runs.c.lease_expires_at)
@@ -376,7 +396,7 @@ class RunQueue:
                 worker_id=None,
                 lease_expires_at=None,
                 scheduled_at=now + sa.bindparam("delay", type_=sa.Float),
-                error=sa.bindparam("error"),
+                error=sa.bindparam("err"),
             )
         )
         fail = (
@@ -387,22 +407,27 @@ class RunQueue:
                 outcome=Outcome.WORKER_LOST.value,
                 finished_at=now,
                 lease_expires_at=None,
-                error=sa.bindparam("error"),
+                error=sa.bindparam("err"),
             )
         )
+        cancel = self._cancel_statement(runs.c.lease_expires_at < now)
         requeued: list[int] = []
         failed: list[int] = []
         with translate_errors("recover runs of lost workers"), write(self.engine) as conn:
             rows = conn.execute(expired).all()
             retry_params: list[dict[str, Any]] = []
             fail_params: list[dict[str, Any]] = []
+            cancel_params: list[dict[str, Any]] = []
             for row in rows:
                 error = (
                     f"worker {row.worker_id} stopped sending heartbeats during attempt "
                     f"{row.attempt} of {row.max_attempts} (lease expired)"
                 )
-                params = {"rid": row.id, "tok": row.lease_token, "error": error}
-                if should_retry(attempt=row.attempt, max_attempts=row.max_attempts):
+                params = {"rid": row.id, "tok": row.lease_token, "err": error}
+                if row.cancel_requested:
+                    params["err"] = f"canceled; {error}"
+                    cancel_params.append(params)
+                elif should_retry(attempt=row.attempt, max_attempts=row.max_attempts):
                     params["delay"] = policy.delay(row.attempt, rng)
                     retry_params.append(params)
                     requeued.append(row.id)
@@ -413,4 +438,23 @@ class RunQueue:
                 conn.execute(requeue, retry_params)
             if fail_params:
                 conn.execute(fail, fail_params)
+            if cancel_params:
+                conn.execute(cancel, cancel_params)
         return RecoveryReport(requeued=tuple(requeued), failed=tuple(failed))
+
+
+def _finish_params(item: Completion) -> dict[str, Any]:
+    """Only the parameters the kind's statement uses, under names that are not columns:
+    a key named like a column would be added to the UPDATE's SET clause."""
+    params: dict[str, Any] = {"rid": item.run_id, "tok": item.lease_token}
+    if item.kind == "succeeded":
+        params["res"] = item.result
+    elif item.kind == "failed":
+        params["out"] = item.outcome.value if item.outcome else Outcome.ERROR.value
+        params["err"] = item.error
+    elif item.kind == "canceled":
+        params["err"] = item.error
+    else:
+        params["err"] = item.error
+        params["delay"] = item.delay
+    return params

@@ -38,8 +38,33 @@ class SubmitRequest:
             raise InvalidRequest("; ".join(problems))
 
 
+def clean_text(text: str) -> str:
+    """Text a database can store: PostgreSQL refuses NUL characters."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def json_problem(value: JSON, what: str) -> str | None:
+    """Why ``value`` cannot be stored as JSON, or None."""
+    import json
+
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return f"{what} is not JSON-serialisable ({exc})"
+    if "\\u0000" in text:
+        return f"{what} contains a NUL character (\\u0000), which cannot be stored"
+    return None
+
+
 def validate_submit(request: SubmitRequest) -> list[str]:
     problems: list[str] = []
+    payload_problem = json_problem(request.payload, "payload")
+    if payload_problem:
+        problems.append(payload_problem)
+    for name in ("type", "queue", "idempotency_key", "job"):
+        value = getattr(request, name)
+        if isinstance(value, str) and "\x00" in value:
+            problems.append(f"{name} contains a NUL character")
     if not request.type or len(request.type) > 200:
         problems.append("type must be 1 to 200 characters")
     if not request.queue or len(request.queue) > 100:

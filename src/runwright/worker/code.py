@@ -21,7 +21,7 @@ from runwright.db.logs import LogRepository
 from runwright.errors import Cancelled, ExecutionFailed, InvalidRequest, StoreError
 from runwright.model.logs import Level, LevelTracker, Masker, Stream
 from runwright.model.manifest import Manifest, host_overrides, merge_config, secret_values
-from runwright.model.runs import LogLine
+from runwright.model.runs import LogLine, clean_text
 from runwright.model.states import Outcome
 from runwright.worker import process, venvs
 from runwright.worker.context import TaskContext
@@ -76,7 +76,7 @@ class _Output:
         self.error_tail: list[str] = []
 
     def line(self, stream: Stream, message: str, level: Level | None = None) -> None:
-        message = self._mask(message)
+        message = self._mask(clean_text(message))
         if level is None:
             level = self._levels[stream].level(message) if stream in self._levels else Level.INFO
         self.seq += 1

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runwright.errors import Cancelled
+from runwright.model.runs import clean_text
 
 ProgressSink = Callable[[float | None, str | None], None]
 
@@ -41,7 +42,7 @@ class TaskContext:
             if math.isnan(percent):
                 raise ValueError("progress percent must be a number between 0 and 100")
             percent = min(100.0, max(0.0, float(percent)))
-        self._progress(percent, message)
+        self._progress(percent, clean_text(str(message)) if message is not None else None)
 
     @property
     def cancelled(self) -> bool:

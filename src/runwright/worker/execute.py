@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import random
 import traceback
 from typing import Any
 
 from runwright.errors import Cancelled, ExecutionFailed, Retry
 from runwright.model.retry import RetryPolicy, should_retry
-from runwright.model.runs import ClaimedRun, Completion
+from runwright.model.runs import ClaimedRun, Completion, clean_text, json_problem
 from runwright.model.states import Outcome, failure_outcome
 
 MAX_ERROR_CHARS = 8000
 
 
 def success(run: ClaimedRun, result: Any) -> Completion:
-    if result is not None:
-        try:
-            json.dumps(result, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            return Completion(
-                run_id=run.id,
-                lease_token=run.lease_token,
-                kind="failed",
-                outcome=failure_outcome(attempt=1, max_attempts=1),
-                error=f"The task returned a result that is not JSON-serialisable: {exc}. "
-                "Return dicts, lists, strings, numbers, booleans or None.",
-            )
+    problem = json_problem(result, "The task's result") if result is not None else None
+    if problem:
+        return Completion(
+            run_id=run.id,
+            lease_token=run.lease_token,
+            kind="failed",
+            outcome=failure_outcome(attempt=1, max_attempts=1),
+            error=f"{problem}. Return dicts, lists, strings, finite numbers, booleans or None.",
+        )
     return Completion(run_id=run.id, lease_token=run.lease_token, kind="succeeded", result=result)
 
 
@@ -44,7 +40,7 @@ def failure(
         )
     text = describe(error)
     if isinstance(error, ExecutionFailed):
-        text = error.message  # the job's own output already holds its traceback
+        text = clean_text(error.message)  # the job's output already holds its traceback
     if should_retry(attempt=run.attempt, max_attempts=run.max_attempts):
         delay = policy.delay(run.attempt, rng)
         if isinstance(error, Retry) and error.delay is not None:
@@ -86,6 +82,17 @@ def timed_out(run: ClaimedRun, policy: RetryPolicy, rng: random.Random) -> Compl
     )
 
 
+def unstorable(completion: Completion, reason: str) -> Completion:
+    """A failure to record instead of a completion the database refused."""
+    return Completion(
+        run_id=completion.run_id,
+        lease_token=completion.lease_token,
+        kind="failed",
+        outcome=Outcome.ERROR,
+        error=f"The run ended ({completion.kind}) but the database refused to store it: {reason}",
+    )
+
+
 def canceled(run: ClaimedRun) -> Completion:
     return Completion(
         run_id=run.id, lease_token=run.lease_token, kind="canceled", error="canceled by request"
@@ -94,8 +101,8 @@ def canceled(run: ClaimedRun) -> Completion:
 
 def describe(error: BaseException) -> str:
     if isinstance(error, Retry):
-        return f"Retry requested: {error.reason}"
-    text = "".join(traceback.format_exception(error)).strip()
+        return clean_text(f"Retry requested: {error.reason}")
+    text = clean_text("".join(traceback.format_exception(error)).strip())
     if len(text) > MAX_ERROR_CHARS:
         text = "…" + text[-MAX_ERROR_CHARS:]
     return text

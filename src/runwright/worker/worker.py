@@ -28,7 +28,7 @@ from runwright.db.engine import is_postgres
 from runwright.db.notify import PgListener, SqliteChangeWatcher, Waker
 from runwright.db.queue import RunQueue
 from runwright.db.workers import WorkerRegistry
-from runwright.errors import DatabaseError
+from runwright.errors import DatabaseError, DatabaseUnavailable
 from runwright.model.retry import RetryPolicy
 from runwright.model.runs import ClaimedRun, Completion, ProgressUpdate
 from runwright.worker import execute, process
@@ -207,11 +207,33 @@ class Worker:
                 )
             else:
                 claimed, refused = self._queue.claim(self.id, self.options.queues, free), []
-        except DatabaseError:
+        except DatabaseUnavailable:
             self._requeue_pending(completions, progress)
             raise
+        except DatabaseError as exc:
+            # The database refused the data itself: retrying the same batch would stop
+            # this worker for good. Record what it accepts one by one instead.
+            log.warning("worker %s: %s; recording runs one by one", self.id, exc.message)
+            self._salvage(completions)
+            return []
         self._forget(completions, refused)
         return claimed
+
+    def _salvage(self, completions: Sequence[Completion]) -> None:
+        for completion in completions:
+            try:
+                refused = self._queue.finish([completion])
+            except DatabaseUnavailable:
+                self._requeue_pending([completion], [])
+                continue
+            except DatabaseError as exc:
+                replacement = execute.unstorable(completion, exc.message)
+                try:
+                    refused = self._queue.finish([replacement])
+                except DatabaseError:
+                    self._requeue_pending([completion], [])
+                    continue
+            self._forget([completion], refused)
 
     def _take_pending(self) -> tuple[list[Completion], list[ProgressUpdate]]:
         with self._lock:
@@ -259,8 +281,10 @@ class Worker:
                 if held.deadline is not None and held.deadline <= now and not held.settled
             ]
         for held in expired:
-            held.ctx._request_cancel()
-            self._settle(held, execute.timed_out(held.run, self.options.retry, self._rng))
+            # Settle first: a task that reacts to the cancellation must not record the
+            # run as canceled before the timeout is recorded.
+            if self._settle(held, execute.timed_out(held.run, self.options.retry, self._rng)):
+                held.ctx._request_cancel()
 
     # -- executing -------------------------------------------------------------------
     def _dispatch(self, run: ClaimedRun) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from runwright.api.deps import RunServiceDep
+from runwright.api.deps import MAX_ID, RunId, RunServiceDep
 from runwright.api.schemas import ErrorOut, ResultOut, RunOut, RunPage, SubmitBody
 from runwright.db.runs import RunFilter
 from runwright.errors import InvalidRequest
@@ -65,7 +65,7 @@ def list_runs(
     """Runs, newest first, filtered by any of status, type, job and queue."""
     before = None
     if cursor:
-        if not cursor.isdigit():
+        if not cursor.isdigit() or not 1 <= int(cursor) <= MAX_ID:
             raise InvalidRequest("cursor must be the next_cursor value of a previous page")
         before = int(cursor)
     runs = service.list(
@@ -83,23 +83,23 @@ def list_runs(
 
 
 @router.get("/{run_id}", responses=ERRORS)
-def get_run(run_id: int, service: RunServiceDep) -> RunOut:
+def get_run(run_id: RunId, service: RunServiceDep) -> RunOut:
     return RunOut.of(service.get(run_id))
 
 
 @router.get("/{run_id}/result", responses=ERRORS)
-def get_result(run_id: int, service: RunServiceDep) -> ResultOut:
+def get_result(run_id: RunId, service: RunServiceDep) -> ResultOut:
     """The result of a succeeded run; 409 with the reason while it has none."""
     return ResultOut(id=run_id, result=service.result(run_id))
 
 
 @router.post("/{run_id}/cancel", responses=ERRORS)
-def cancel_run(run_id: int, service: RunServiceDep) -> RunOut:
+def cancel_run(run_id: RunId, service: RunServiceDep) -> RunOut:
     """A queued run is canceled at once; a running one within one heartbeat interval."""
     return RunOut.of(service.cancel(run_id))
 
 
 @router.post("/{run_id}/retry", status_code=status.HTTP_202_ACCEPTED, responses=ERRORS)
-def retry_run(run_id: int, service: RunServiceDep) -> RunOut:
+def retry_run(run_id: RunId, service: RunServiceDep) -> RunOut:
     """Run a failed or canceled run again as a new run (its `retry_of` names the original)."""
     return RunOut.of(service.retry(run_id))
