@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -158,6 +158,50 @@ class Client:
         """Submittable types with the number of live workers serving each."""
         return self._backend.task_types()
 
+    # -- jobs, scripts and logs (over the REST API) ----------------------------------
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call any REST endpoint and return its JSON (needs the server, not a database URL)."""
+        if not isinstance(self._backend, _HttpBackend):
+            raise InvalidRequest(
+                "This call needs the runwright server: create the client with Client(url=...) "
+                "instead of Client(database_url=...)."
+            )
+        return self._backend.call(method, path, **kwargs)
+
+    def run_job(
+        self,
+        job: str,
+        params: builtins.dict[str, Any] | None = None,
+        *,
+        args: builtins.list[str] | None = None,
+        environment: str | None = None,
+        **options: Any,
+    ) -> Run:
+        """Start a run of a job's current version (options: timeout, priority, queue,
+        max_attempts, idempotency_key)."""
+        body = {"params": params or {}, "args": args or [], "environment": environment, **options}
+        return run_from_json(self.request("POST", f"/api/jobs/{job}/runs", json=body))
+
+    def logs(
+        self, run_id: int, *, after: int = 0, limit: int = 1000, level: str | None = None
+    ) -> builtins.dict[str, Any]:
+        """A page of log lines: {"lines": [...], "next_after": N, "complete": bool}."""
+        params: builtins.dict[str, Any] = {"after": after, "limit": limit}
+        if level:
+            params["level"] = level
+        page: builtins.dict[str, Any] = self.request(
+            "GET", f"/api/runs/{run_id}/logs", params=params
+        )
+        return page
+
+    def events(self, run_id: int, *, after: int = 0) -> Iterator[tuple[str, Any]]:
+        """Live events of a run as ``(name, data)`` until it ends; reconnects by itself
+        (resuming after the last line) when the connection drops."""
+        if not isinstance(self._backend, _HttpBackend):
+            self.request("GET", "/")  # raises the explanation
+        assert isinstance(self._backend, _HttpBackend)
+        yield from self._backend.events(run_id, after)
+
     def wait(self, run_id: int, timeout: float | None = None) -> Run:
         """Block until the run is final; raises ``TimeoutError`` after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -244,6 +288,36 @@ class _HttpBackend:
         self.url = url
         self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
 
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._call(method, path, **kwargs)
+
+    def events(self, run_id: int, after: int) -> Iterator[tuple[str, Any]]:
+        last = after
+        failures = 0
+        while True:
+            headers = {"Last-Event-ID": str(last)} if last else {}
+            try:
+                with self._http.stream(
+                    "GET", f"/api/runs/{run_id}/events", headers=headers, timeout=None
+                ) as response:
+                    if not response.is_success:
+                        response.read()
+                        raise _error_from(response)
+                    failures = 0
+                    for name, event_id, data in _parse_sse(response.iter_lines()):
+                        if event_id is not None and event_id.isdigit():
+                            last = int(event_id)
+                        yield name, data
+                        if name in ("completed", "failed", "canceled"):
+                            return
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > 5:
+                    raise ServerUnreachable(
+                        f"Lost the event stream of run {run_id} from {self.url} ({exc})."
+                    ) from exc
+                time.sleep(min(2.0, 0.2 * failures))
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
@@ -315,6 +389,29 @@ def _error_from(response: httpx.Response) -> RunwrightError:
     return error
 
 
+def _parse_sse(lines: Iterator[str]) -> Iterator[tuple[str, str | None, Any]]:
+    """Server-Sent Events as ``(event, id, json data)``."""
+    name: str = "message"
+    event_id: str | None = None
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield name, event_id, json.loads("\n".join(data))
+            name, event_id, data = "message", None, []
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "event":
+                name = value
+            elif field == "id":
+                event_id = value
+            elif field == "data":
+                data.append(value)
+
+
 def _epoch(value: str | None) -> float | None:
     return None if value is None else datetime.fromisoformat(value).timestamp()
 
@@ -341,6 +438,10 @@ def run_from_json(data: dict[str, Any]) -> Run:
         job=data.get("job"),
         trigger=data.get("trigger", "api"),
         retry_of=data.get("retry_of"),
+        package_id=data.get("package_id"),
+        environment=data.get("environment"),
+        exit_code=data.get("exit_code"),
+        log_count=data.get("log_count", 0),
         created_at=_epoch(data.get("created_at")) or 0.0,
         scheduled_at=_epoch(data.get("scheduled_at")) or 0.0,
         started_at=_epoch(data.get("started_at")),

@@ -17,6 +17,8 @@ from runwright.cli.common import (
     settings_from,
     when,
 )
+from runwright.cli.dev import dev
+from runwright.cli.jobs import deploy, job_app, logs, package_app, run, script_app
 from runwright.cli.processes import scheduler, server, worker
 from runwright.cli.runs import runs_app, submit
 from runwright.client import Client
@@ -36,6 +38,13 @@ app.command()(server)
 app.command()(worker)
 app.command()(scheduler)
 app.command()(submit)
+app.add_typer(job_app, name="job")
+app.add_typer(package_app, name="package")
+app.add_typer(script_app, name="script")
+app.command()(deploy)
+app.command()(run)
+app.command()(logs)
+app.command()(dev)
 
 
 @app.callback()
