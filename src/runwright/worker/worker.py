@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 # Runs requeued by a worker about to exit with their task threads still running become
 # claimable this much later, so that no other worker starts them before the exit.
 EXIT_MARGIN = 1.0
+# Progress reports are written at most this long after they are made (batched).
+PROGRESS_FLUSH_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,6 +269,8 @@ class Worker:
         wait = self.options.poll_interval
         now = time.monotonic()
         with self._lock:
+            if self._progress:
+                wait = min(wait, PROGRESS_FLUSH_SECONDS)
             for held in self._held.values():
                 if held.deadline is not None and not held.settled:
                     wait = min(wait, max(0.0, held.deadline - now))
