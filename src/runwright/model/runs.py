@@ -155,6 +155,13 @@ def to_datetime(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)
 
 
+def to_epoch(value: datetime | None) -> float | None:
+    """Epoch seconds of a datetime; a naive one is taken as UTC."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Completion:
     """The end of one attempt, written with the attempt's fencing token.

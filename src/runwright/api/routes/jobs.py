@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, UploadFile, status
@@ -19,7 +18,7 @@ from runwright.api.schemas import (
     RunOut,
 )
 from runwright.api.uploads import read_upload
-from runwright.model.runs import Job, Package, to_datetime
+from runwright.model.runs import Job, Package, to_datetime, to_epoch
 from runwright.services.jobs import JobSettings, RunOptions
 from runwright.services.runtime import Runtime
 
@@ -71,12 +70,6 @@ def job_out(runtime: Runtime, job: Job, last: tuple[str, str | None] | None = No
         created_at=to_datetime(job.created_at),
         updated_at=to_datetime(job.updated_at),
     )
-
-
-def _epoch(value: datetime | None) -> float | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=ERRORS)
@@ -168,7 +161,7 @@ def run_job(name: str, body: JobRunIn, runtime: RuntimeDep) -> RunOut:
             timeout=body.timeout,
             max_attempts=body.max_attempts,
             idempotency_key=body.idempotency_key,
-            scheduled_at=_epoch(body.scheduled_at),
+            scheduled_at=to_epoch(body.scheduled_at),
             trigger="api",
         ),
     )

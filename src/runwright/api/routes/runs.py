@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -11,7 +10,7 @@ from runwright.api.deps import MAX_ID, RunId, RunServiceDep
 from runwright.api.schemas import ErrorOut, ResultOut, RunOut, RunPage, SubmitBody
 from runwright.db.runs import RunFilter
 from runwright.errors import InvalidRequest
-from runwright.model.runs import SubmitRequest
+from runwright.model.runs import SubmitRequest, to_epoch
 from runwright.model.states import RunStatus
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -28,12 +27,6 @@ ERRORS: dict[int | str, dict[str, object]] = {
 def submit_run(body: SubmitBody, service: RunServiceDep, response: Response) -> RunOut:
     """Queue a run of a task type. With an `idempotency_key` already used, the earlier
     run is returned (200 instead of 202)."""
-    scheduled = None
-    if body.scheduled_at is not None:
-        when = body.scheduled_at
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        scheduled = when.timestamp()
     submitted = service.submit(
         SubmitRequest(
             type=body.type,
@@ -43,7 +36,7 @@ def submit_run(body: SubmitBody, service: RunServiceDep, response: Response) -> 
             max_attempts=body.max_attempts,
             timeout=body.timeout,
             idempotency_key=body.idempotency_key,
-            scheduled_at=scheduled,
+            scheduled_at=to_epoch(body.scheduled_at),
         )
     )
     if not submitted.created:
