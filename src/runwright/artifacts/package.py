@@ -7,12 +7,15 @@ virtual environments) are left out.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import stat
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -173,6 +176,12 @@ def _entries(zf: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
             f"The package unpacks to {total // 2**20} MB; the limit is "
             f"{limits.max_unpacked_bytes // 2**20} MB."
         )
+    compressed = sum(max(info.compress_size, 1) for info in infos)
+    if total > 1024 * 1024 and total / max(compressed, 1) > limits.max_ratio:
+        raise InvalidRequest(
+            f"The package expands {total / compressed:.0f} times (limit "
+            f"{limits.max_ratio:.0f}); it looks like a zip bomb and is refused."
+        )
     for info in infos:
         _check_entry(info, limits)
     return infos
@@ -187,6 +196,20 @@ def _open_zip(data: bytes | Path) -> zipfile.ZipFile:
 
 def inspect_package(data: bytes | Path, *, limits: Limits = DEFAULT_LIMITS) -> Manifest:
     """Validate a package without extracting it and return its manifest."""
+    with _corrupt_is_invalid():
+        return _inspect(data, limits)
+
+
+@contextlib.contextmanager
+def _corrupt_is_invalid() -> Iterator[None]:
+    """A damaged archive (bad CRC, truncated data, lying headers) is the sender's problem."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise InvalidRequest(f"The package is damaged: {exc}. Build and upload it again.") from exc
+
+
+def _inspect(data: bytes | Path, limits: Limits) -> Manifest:
     if isinstance(data, bytes) and len(data) > limits.max_package_bytes:
         raise InvalidRequest(
             f"The package is {len(data) // 2**20} MB; the limit is "
@@ -237,7 +260,7 @@ def safe_extract(archive: Path, destination: Path, *, limits: Limits = DEFAULT_L
     destination.mkdir(parents=True, exist_ok=True)
     root = destination.resolve()
     written = 0
-    with _open_zip(archive) as zf:
+    with _corrupt_is_invalid(), _open_zip(archive) as zf:
         for info in _entries(zf, limits):
             target = (root / info.filename).resolve()
             if not target.is_relative_to(root):

@@ -29,7 +29,8 @@ _PREFIX = re.compile(
 )
 _LOGFMT = re.compile(r"\blevel=(?P<level>debug|info|warn|warning|error|critical|fatal)\b", re.I)
 _ERROR_WORDS = re.compile(r"\b(error|exception|traceback|fatal|critical)\b", re.I)
-_WARNING_WORDS = re.compile(r"\b(warning|warn|deprecated)\b", re.I)
+# "warning", "deprecated", and Python's warning categories ("file.py:3: UserWarning: ...").
+_WARNING_WORDS = re.compile(r"\b(warning|warn|deprecated|\w+Warning)\b", re.I)
 
 _NAMES = {
     "DEBUG": Level.DEBUG,
@@ -63,6 +64,9 @@ def classify(message: str) -> Level:
     return Level.INFO
 
 
+_TRACEBACK_STARTS = ("Traceback (most recent call last)", "Exception Group Traceback")
+
+
 class LevelTracker:
     """Classifies the lines of one stream, keeping a whole Python traceback at error."""
 
@@ -72,7 +76,7 @@ class LevelTracker:
         self._in_traceback = False
 
     def level(self, message: str) -> Level:
-        if message.startswith("Traceback (most recent call last)"):
+        if message.lstrip(" +|").startswith(_TRACEBACK_STARTS):
             self._in_traceback = True
             return Level.ERROR
         if self._in_traceback:
@@ -92,7 +96,10 @@ class Masker:
     __slots__ = ("_pattern",)
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        values = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # Output is masked line by line, so a multi-line secret (a private key) is
+        # masked line by line too.
+        pieces = {part.strip() for s in secrets for part in s.splitlines()}
+        values = sorted({p for p in pieces if p}, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
 
     def __call__(self, text: str) -> str:

@@ -166,8 +166,10 @@ def secret_values(config: dict[str, Any]) -> set[str]:
         elif isinstance(node, list):
             for item in node:
                 walk(item, secret)
-        elif secret and isinstance(node, str | int) and len(str(node)) >= 4:
-            found.add(str(node))
+        elif secret and isinstance(node, str | int | float) and not isinstance(node, bool):
+            text = str(node)
+            if len(text) >= 4:
+                found.add(text)
 
     walk(config, False)
     return found

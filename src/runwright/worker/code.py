@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,11 +75,16 @@ class _Output:
         self._file = file.open("w", encoding="utf-8")
         self._levels = {Stream.STDOUT: LevelTracker(), Stream.STDERR: LevelTracker()}
         self.error_tail: list[str] = []
+        self._lock = threading.Lock()  # stdout and stderr are read by two threads
 
     def line(self, stream: Stream, message: str, level: Level | None = None) -> None:
         message = self._mask(clean_text(message))
         if level is None:
             level = self._levels[stream].level(message) if stream in self._levels else Level.INFO
+        with self._lock:
+            self._record(stream, message, level)
+
+    def _record(self, stream: Stream, message: str, level: Level) -> None:
         self.seq += 1
         now = time.time()
         self._sink.emit(
