@@ -429,9 +429,10 @@ def measure(kind: str, concurrency: int, opts: Options, processes: Processes) ->
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rw-bench-")))
         home = workdir / "home"
         url = stack.enter_context(fresh_database(kind, workdir, opts.pg_server, opts.pg_settings))
+        stack.callback(processes.stop_all)  # before the database is dropped (LIFO)
         upgrade_schema(url, home)
         settings = Settings(home=home, database_url=url, tasks=(TASK_MODULE,))
-        runtime = Runtime.open(settings, create_schema=False)
+        runtime = Runtime.open(settings)  # the schema is already there: `db upgrade`
         stack.callback(runtime.close)
         engine = runtime.engine
         service = runtime.runs
