@@ -24,7 +24,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, *, worker: bool = False) -> Engine:
+    """An engine for ``url``. ``worker=True`` gives a worker's queue connections on
+    PostgreSQL asynchronous commit: a claim, heartbeat or completion is acknowledged
+    before its WAL is flushed. A database *crash* (not a restart) can then forget the
+    last few milliseconds of them; leases make such runs run again (at least once)."""
     url = normalize_url(url)
     try:
         parsed = sa.make_url(url)
@@ -36,11 +40,13 @@ def create_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
     if parsed.get_backend_name() == "postgresql":
+        connect_args = {"options": "-c synchronous_commit=off"} if worker else {}
         return sa.create_engine(
             parsed,
             pool_size=10,
             max_overflow=20,
             pool_recycle=3600,
+            connect_args=connect_args,
         )
     raise ConfigError(
         f"Database {parsed.get_backend_name()!r} is not supported; use SQLite or PostgreSQL."

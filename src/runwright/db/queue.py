@@ -76,6 +76,12 @@ class RunQueue:
         """Take up to ``limit`` due runs, highest priority first, then oldest."""
         if limit <= 0:
             return []
+        if self._postgres:
+            # One statement is atomic by itself: autocommit saves the BEGIN and COMMIT
+            # round trips on the idle worker's pickup path.
+            with translate_errors("claim runs"), self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                return self._claim(conn, worker_id, queues, limit)
         with translate_errors("claim runs"), write(self.engine) as conn:
             return self._claim(conn, worker_id, queues, limit)
 

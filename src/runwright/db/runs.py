@@ -9,11 +9,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Engine, Row
 
 from runwright.db.engine import db_now, is_postgres, read, write
 from runwright.db.errors import translate_errors
-from runwright.db.queue import NOTIFY_CHANNEL
 from runwright.db.tables import runs
 from runwright.model.runs import Progress, Run, SubmitRequest
 from runwright.model.states import Outcome, RunStatus
@@ -121,7 +120,6 @@ class RunRepository:
                     )
                 ).one()
                 return row_to_run(existing), False
-            self._notify(conn, [request.queue])
         return row_to_run(row), True
 
     def submit_many(self, requests: Sequence[SubmitRequest]) -> builtins.list[int]:
@@ -146,13 +144,7 @@ class RunRepository:
         )
         with translate_errors("submit runs"), write(self.engine) as conn:
             ids = list(conn.execute(statement, rows).scalars())
-            self._notify(conn, sorted({r.queue for r in requests}))
         return ids
-
-    def _notify(self, conn: Connection, queues: Sequence[str]) -> None:
-        if self._postgres:
-            for queue in queues:
-                conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, queue)))
 
     def get(self, run_id: int) -> Run | None:
         with translate_errors("read a run"), read(self.engine) as conn:

@@ -79,7 +79,6 @@ sa.Index(
 sa.Index("ix_runs_status_id", runs.c.status, runs.c.id)
 sa.Index("ix_runs_type_id", runs.c.type, runs.c.id)
 sa.Index("ix_runs_job_id", runs.c.job, runs.c.id)
-sa.Index("ix_runs_worker", runs.c.worker_id)
 
 workers = sa.Table(
     "workers",

@@ -22,6 +22,7 @@ from runwright.model.retry import RetryPolicy
 from runwright.services.jobs import JobService
 from runwright.services.runs import RunService
 from runwright.services.scripts import ScriptService
+from runwright.worker.logsink import LogSink
 from runwright.worker.registry import (
     TaskRegistry,
     TaskSpec,
@@ -42,7 +43,8 @@ class Runtime:
     jobs: JobService
     scripts: ScriptService
     logs: LogRepository
-    _closers: list[object] = field(default_factory=list)
+    _sinks: list[LogSink] = field(default_factory=list)
+    _engines: list[Engine] = field(default_factory=list)
 
     @classmethod
     def open(
@@ -98,7 +100,6 @@ class Runtime:
         exit_process: Callable[[], None] | None = None,
     ) -> Worker:
         from runwright.worker.code import CODE_TYPES, CodeExecutor
-        from runwright.worker.logsink import LogSink
 
         s = self.settings
         options = WorkerOptions(
@@ -111,14 +112,14 @@ class Runtime:
             retry=self.retry_policy(),
         )
         sink = LogSink(self.logs)
-        self._closers.append(sink)
+        self._sinks.append(sink)
         executor = CodeExecutor(settings=s, store=self.store, logs=self.logs, sink=sink)
         builtins = [
             TaskSpec(name=name, func=functools.partial(executor), description=f"{name} jobs")
             for name in CODE_TYPES
         ]
         return Worker(
-            engine=self.engine,
+            engine=self._worker_engine(),
             database_url=s.effective_database_url,
             registry=self.registry.with_builtins(builtins),
             options=options,
@@ -126,10 +127,18 @@ class Runtime:
             exit_process=exit_process,
         )
 
-    def close(self) -> None:
-        from runwright.worker.logsink import LogSink
+    def _worker_engine(self) -> Engine:
+        """The queue's hot path gets its own connections (asynchronous commit on
+        PostgreSQL); SQLite has one writer anyway and shares the engine."""
+        if self.engine.dialect.name != "postgresql":
+            return self.engine
+        engine = create_engine(self.settings.effective_database_url, worker=True)
+        self._engines.append(engine)
+        return engine
 
-        for closer in self._closers:
-            if isinstance(closer, LogSink):
-                closer.close()
+    def close(self) -> None:
+        for sink in self._sinks:
+            sink.close()
+        for engine in self._engines:
+            engine.dispose()
         self.engine.dispose()

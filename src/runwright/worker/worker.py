@@ -138,7 +138,7 @@ class Worker:
             return PgListener(self._database_url, self._wake.set)
         database = self._engine.url.database
         if database and database != ":memory:":
-            return SqliteChangeWatcher(database, self._wake.set, interval=0.005)
+            return SqliteChangeWatcher(database, self._wake.set, interval=0.002)
         return None
 
     def stop(self, *, grace: float | None = None) -> None:
