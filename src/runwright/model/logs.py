@@ -32,6 +32,9 @@ _ERROR_WORDS = re.compile(r"\b(error|exception|traceback|fatal|critical)\b", re.
 # "warning", "deprecated", and Python's warning categories ("file.py:3: UserWarning: ...").
 _WARNING_WORDS = re.compile(r"\b(warning|warn|deprecated|\w+Warning)\b", re.I)
 
+# Every line the patterns above can match contains one of these (lower-cased).
+_LEVEL_HINTS = ("debug", "warn", "deprecat", "error", "exception", "traceback", "fatal", "critical")
+
 _NAMES = {
     "DEBUG": Level.DEBUG,
     "INFO": Level.INFO,
@@ -51,6 +54,10 @@ def classify(message: str) -> Level:
     stdout or stderr, is kept separately).
     """
     head = message[:200]
+    # Most lines name no level at all: one cheap substring scan settles them.
+    lowered = head.lower()
+    if not any(word in lowered for word in _LEVEL_HINTS):
+        return Level.INFO
     match = _PREFIX.match(head)
     if match:
         return _NAMES[match.group("level").upper()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from runwright.model.states import Outcome, RunStatus
 
@@ -222,8 +222,9 @@ class Package:
     created_by: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogLine:
+class LogLine(NamedTuple):
+    """One line of a run's output (a tuple: cheap to build on the log-capture path)."""
+
     run_id: int
     seq: int
     ts: float

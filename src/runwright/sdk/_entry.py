@@ -3,28 +3,42 @@
 Usage: python _runwright_entry.py ENTRYPOINT [ARGS...]
 ENTRYPOINT is ``path/to/file.py`` (run as __main__) or ``module:function`` (called;
 its return value, when not None, becomes the run's result).
+
+Resource limits arrive in RUNWRIGHT_LIMITS and are applied here, before any job code
+runs, so that the worker can start the process without a Python-level fork hook
+(which would force a full fork of the multi-threaded worker). Imports are kept to a
+minimum: they are paid by every run.
 """
 
-from __future__ import annotations
-
-import importlib
-import inspect
 import os
-import runpy
 import sys
 
 
-def main() -> None:
-    entrypoint, arguments = sys.argv[1], sys.argv[2:]
-    sys.path.insert(0, os.getcwd())
-    if entrypoint.endswith(".py"):
-        sys.argv = [entrypoint, *arguments]
-        runpy.run_path(entrypoint, run_name="__main__")
+def _apply_limits() -> None:
+    spec = os.environ.pop("RUNWRIGHT_LIMITS", "")
+    if not spec:
         return
+    import resource
+
+    names = {
+        "as": resource.RLIMIT_AS,
+        "cpu": resource.RLIMIT_CPU,
+        "fsize": resource.RLIMIT_FSIZE,
+        "nproc": resource.RLIMIT_NPROC,
+    }
+    for item in spec.split(","):
+        name, _, value = item.partition("=")
+        soft, _, hard = value.partition(":")
+        resource.setrlimit(names[name], (int(soft), int(hard or soft)))
+
+
+def _call(entrypoint: str) -> None:
+    import importlib
+    import inspect
+
     from runwright import sdk
 
     module_name, function_name = entrypoint.split(":", 1)
-    sys.argv = [module_name, *arguments]
     function = getattr(importlib.import_module(module_name), function_name)
     accepts = [
         p
@@ -38,6 +52,26 @@ def main() -> None:
         result = asyncio.run(result)
     if result is not None:
         sdk.set_result(result)
+
+
+def main() -> None:
+    _apply_limits()
+    entrypoint, arguments = sys.argv[1], sys.argv[2:]
+    sys.path.insert(0, os.getcwd())
+    if entrypoint.endswith(".py"):
+        sys.argv = [entrypoint, *arguments]
+        with open(entrypoint, "rb") as handle:
+            code = compile(handle.read(), entrypoint, "exec")
+        # The script becomes __main__ (this file's module stays alive under its own
+        # name, so its globals keep working while the script runs).
+        main_module = type(sys)("__main__")
+        main_module.__file__ = entrypoint
+        sys.modules["_runwright_entry"] = sys.modules["__main__"]
+        sys.modules["__main__"] = main_module
+        exec(code, main_module.__dict__)  # noqa: S102 - running the job's script is the point
+        return
+    sys.argv = [entrypoint.split(":", 1)[0], *arguments]
+    _call(entrypoint)
 
 
 if __name__ == "__main__":

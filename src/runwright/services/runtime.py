@@ -110,6 +110,8 @@ class Runtime:
             poll_interval=s.poll_interval,
             shutdown_grace=s.shutdown_grace,
             retry=self.retry_policy(),
+            # A job's process gets SIGTERM, then SIGKILL after the kill grace.
+            end_grace=s.job_kill_grace + 2.0,
         )
         sink = LogSink(self.logs)
         self._sinks.append(sink)

@@ -87,16 +87,7 @@ class _Output:
     def _record(self, stream: Stream, message: str, level: Level) -> None:
         self.seq += 1
         now = time.time()
-        self._sink.emit(
-            LogLine(
-                run_id=self.run_id,
-                seq=self.seq,
-                ts=now,
-                stream=stream.value,
-                level=level.value,
-                message=message,
-            )
-        )
+        self._sink.emit(LogLine(self.run_id, self.seq, now, stream.value, level.value, message))
         self._file.write(f"{now:.3f} {stream.value} {level.value} {message}\n")
         if stream is Stream.STDERR or level is Level.ERROR:
             self.error_tail.append(message)
@@ -172,6 +163,7 @@ class CodeExecutor:
             log=output.system,
             find_links=self._settings.find_links,
             offline=self._settings.offline,
+            passthrough=self._settings.job_env_passthrough,
         )
         output.system("Built the job environment" if built else "Using the cached job environment")
         ctx.raise_if_cancelled()

@@ -35,7 +35,7 @@ class LogSink:
 
     def emit(self, line: LogLine) -> None:
         self._pending.append(line)
-        if len(self._pending) >= BATCH_LINES:
+        if len(self._pending) >= BATCH_LINES and not self._wake.is_set():
             self._wake.set()
 
     def wait_stored(self, run_id: int, seq: int, timeout: float = 60.0) -> bool:

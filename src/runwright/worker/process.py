@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
+import select
 import signal
 import subprocess
 import threading
@@ -43,18 +43,18 @@ class ResourceLimits:
     file_mb: int = 0
     processes: int = 0
 
-    def apply(self) -> None:
-        """Called in the child between fork and exec."""
+    def encode(self) -> str:
+        """For RUNWRIGHT_LIMITS, applied by the job's entry script before its code runs."""
+        limits = []
         if self.memory_mb:
-            size = self.memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+            limits.append(f"as={self.memory_mb * 1024 * 1024}")
         if self.cpu_seconds:
-            resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 5))
+            limits.append(f"cpu={self.cpu_seconds}:{self.cpu_seconds + 5}")
         if self.file_mb:
-            size = self.file_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+            limits.append(f"fsize={self.file_mb * 1024 * 1024}")
         if self.processes:
-            resource.setrlimit(resource.RLIMIT_NPROC, (self.processes, self.processes))
+            limits.append(f"nproc={self.processes}")
+        return ",".join(limits)
 
 
 @dataclass(slots=True)
@@ -78,7 +78,7 @@ def run_process(
     kill_grace: float,
 ) -> ProcessOutcome:
     read_fd, write_fd = os.pipe()
-    env = dict(env, RUNWRIGHT_SDK_FD=str(write_fd))
+    env = dict(env, RUNWRIGHT_SDK_FD=str(write_fd), RUNWRIGHT_LIMITS=limits.encode())
     started = time.monotonic()
     try:
         process = subprocess.Popen(
@@ -90,7 +90,6 @@ def run_process(
             stderr=subprocess.PIPE,
             pass_fds=(write_fd,),
             start_new_session=True,  # its own process group: we can stop all of it
-            preexec_fn=limits.apply,
             close_fds=True,
         )
     finally:
@@ -107,14 +106,16 @@ def run_process(
     for reader in readers:
         reader.start()
     stopped = False
-    while True:
-        try:
-            process.wait(timeout=0.05)
-            break
-        except subprocess.TimeoutExpired:
-            if not stopped and should_stop():
+    # A pidfd becomes readable the moment the process exits: no polling delay.
+    exited = os.pidfd_open(process.pid)
+    try:
+        while process.poll() is None:
+            select.select([exited], [], [], 0.05)
+            if not stopped and process.poll() is None and should_stop():
                 stopped = True
                 _stop_group(process, kill_grace)
+    finally:
+        os.close(exited)
     # The group may have children still holding the pipes open: stop them too.
     _kill_group(process.pid, signal.SIGKILL)
     with _groups_lock:

@@ -48,6 +48,7 @@ def ensure_venv(
     log: Log,
     find_links: str = "",
     offline: bool = False,
+    passthrough: tuple[str, ...] = (),
 ) -> tuple[Path, bool]:
     """The interpreter of an environment with ``requirements``; builds it when missing.
 
@@ -65,7 +66,7 @@ def ensure_venv(
         if (venv / ".ready").exists():
             return interpreter, False
         shutil.rmtree(venv, ignore_errors=True)  # a build that died halfway
-        _build(venv, requirements, python, cache, log, find_links, offline)
+        _build(venv, requirements, python, cache, log, find_links, offline, passthrough)
         (venv / ".ready").write_text(json.dumps({"requirements": list(requirements)}))
     return interpreter, True
 
@@ -78,10 +79,15 @@ def _build(
     log: Log,
     find_links: str,
     offline: bool,
+    passthrough: tuple[str, ...],
 ) -> None:
     uv = uv_binary()
-    env = dict(
-        os.environ,
+    # Building a requirement runs its author's code (an sdist's build backend): it gets
+    # none of the worker's settings or secrets.
+    env = {name: os.environ[name] for name in passthrough if name in os.environ}
+    env.update(
+        PATH=os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        HOME=str(cache),
         UV_CACHE_DIR=str(cache / "uv"),
         UV_PYTHON_DOWNLOADS="never",
         UV_NO_PROGRESS="1",

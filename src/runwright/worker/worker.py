@@ -55,6 +55,7 @@ class WorkerOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     recover: bool = True  # also recover runs of dead workers (cheap, idempotent)
     stop_wait: float = 1.0  # how long canceled executions get to stop at shutdown
+    end_grace: float = 7.0  # how long a timed-out or canceled task gets to stop
 
 
 @dataclass(slots=True)
@@ -64,6 +65,10 @@ class _Held:
     deadline: float | None
     settled: bool = False
     releasing: bool = False  # the worker is stopping and will requeue this run
+    # A timeout or a cancel decided how the attempt ends; it is recorded once the task
+    # has stopped (so its output is complete), or at ``ending_by`` if it does not stop.
+    ending: Completion | None = None
+    ending_by: float | None = None
     returned: threading.Event = field(default_factory=threading.Event)  # the call is over
 
 
@@ -272,8 +277,12 @@ class Worker:
             if self._progress:
                 wait = min(wait, PROGRESS_FLUSH_SECONDS)
             for held in self._held.values():
-                if held.deadline is not None and not held.settled:
+                if held.settled:
+                    continue
+                if held.deadline is not None and held.ending is None:
                     wait = min(wait, max(0.0, held.deadline - now))
+                if held.ending_by is not None:
+                    wait = min(wait, max(0.0, held.ending_by - now))
         return wait
 
     def _expire_timeouts(self) -> None:
@@ -282,13 +291,29 @@ class Worker:
             expired = [
                 held
                 for held in self._held.values()
-                if held.deadline is not None and held.deadline <= now and not held.settled
+                if held.deadline is not None and held.deadline <= now and held.ending is None
+            ]
+            overdue = [
+                held
+                for held in self._held.values()
+                if held.ending_by is not None and held.ending_by <= now and not held.settled
             ]
         for held in expired:
-            # Settle first: a task that reacts to the cancellation must not record the
-            # run as canceled before the timeout is recorded.
-            if self._settle(held, execute.timed_out(held.run, self.options.retry, self._rng)):
-                held.ctx._request_cancel()
+            self._end(held, execute.timed_out(held.run, self.options.retry, self._rng))
+        for held in overdue:
+            # The task ignored the request to stop: record the decision anyway.
+            if held.ending is not None:
+                self._settle(held, held.ending)
+
+    def _end(self, held: _Held, ending: Completion) -> None:
+        """Decide how the attempt ends (timeout, cancel) and ask the task to stop."""
+        with self._lock:
+            if held.settled or held.ending is not None:
+                return
+            held.ending = ending
+            held.ending_by = time.monotonic() + self.options.end_grace
+        held.ctx._request_cancel()
+        self._wake.set()
 
     # -- executing -------------------------------------------------------------------
     def _dispatch(self, run: ClaimedRun) -> None:
@@ -351,6 +376,8 @@ class Worker:
                 return False
             if held.releasing and (completion is None or completion.kind != "succeeded"):
                 return False  # the shutdown requeues it; only a success is worth keeping
+            if held.ending is not None and completion is not None:
+                completion = held.ending  # the timeout or cancel decided first
             held.settled = True
             if completion is None:
                 self._held.pop(held.run.id, None)
@@ -404,8 +431,8 @@ class Worker:
                         run_id,
                         self.id,
                     )
-            elif run_id in reply.cancel and self._settle(held, execute.canceled(held.run)):
-                held.ctx._request_cancel()
+            elif run_id in reply.cancel:
+                self._end(held, execute.canceled(held.run))
 
     # -- shutdown --------------------------------------------------------------------
     def _shutdown(self) -> None:
@@ -421,6 +448,11 @@ class Worker:
             self._wake.clear()
             self._flush_quietly()
             self._wake.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+        with self._lock:
+            decided = [h for h in self._held.values() if not h.settled and h.ending is not None]
+        for held in decided:  # timed out or canceled already: record that, do not requeue
+            if held.ending is not None:
+                self._settle(held, held.ending)
         with self._lock:
             leftover = [held for held in self._held.values() if not held.settled]
             for held in leftover:
