@@ -9,6 +9,7 @@ throw-away local database and store, so editing and running never depend on them
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -23,7 +24,7 @@ from runwright.cli.follow import print_line
 from runwright.cli.jobs import parse_params
 from runwright.config import Settings
 from runwright.errors import DatabaseError, RunwrightError, StoreError
-from runwright.services.jobs import RunOptions
+from runwright.services.jobs import JOB_NAME, RunOptions
 from runwright.services.runtime import Runtime
 
 
@@ -40,12 +41,20 @@ def dev(
     """Package FOLDER, deploy it, and run it here with live output."""
     settings = settings_from(ctx)
     name = job or folder.resolve().name.lower().replace("_", "-")
+    if not JOB_NAME.match(name):
+        err_console.print(
+            f"[red]Error:[/] {name!r} (from the folder's name) is not a valid job name: use "
+            "letters, digits, '.', '_' or '-'. Pass one with --job NAME.",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     with reported():
         built = build_package(folder)
     console.print(
         f"Packaged {folder} ({len(built.files)} files, {built.short_hash})", highlight=False
     )
-    runtime = _open(settings, built, name)
+    with reported():
+        runtime, scratch = _open(settings, built, name)
     queue = f"dev-{socket.gethostname()}-{os.getpid()}"
     worker = runtime.worker(concurrency=1, queues=(queue,), in_process=True)
     code = 1
@@ -66,11 +75,14 @@ def dev(
     finally:
         worker.stop_and_wait(grace=0)
         runtime.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     raise typer.Exit(code)
 
 
-def _open(settings: Settings, built: BuiltPackage, name: str) -> Runtime:
-    """The installation's runtime with the package deployed, or a local stand-in."""
+def _open(settings: Settings, built: BuiltPackage, name: str) -> tuple[Runtime, Path | None]:
+    """The installation's runtime with the package deployed, or a local stand-in (with
+    its scratch folder, to remove afterwards)."""
     try:
         runtime = Runtime.open(settings, create_schema=True)
     except (DatabaseError, StoreError) as exc:
@@ -85,10 +97,10 @@ def _open(settings: Settings, built: BuiltPackage, name: str) -> Runtime:
         raise
     state = "new version" if deployed.created else "unchanged"
     console.print(f"Job {name} v{deployed.package.version} ({state})", highlight=False)
-    return runtime
+    return runtime, None
 
 
-def _local(settings: Settings, built: BuiltPackage, name: str, why: str) -> Runtime:
+def _local(settings: Settings, built: BuiltPackage, name: str, why: str) -> tuple[Runtime, Path]:
     err_console.print(
         f"[yellow]Warning:[/] {why}; running locally without recording the run there.",
         highlight=False,
@@ -98,9 +110,8 @@ def _local(settings: Settings, built: BuiltPackage, name: str, why: str) -> Runt
         home=scratch, database_url="", storage_url=(scratch / "artifacts").as_uri()
     )
     runtime = Runtime.open(local, create_schema=True)
-    with reported():
-        runtime.jobs.deploy(name, built.data, created_by="dev")
-    return runtime
+    runtime.jobs.deploy(name, built.data, created_by="dev")
+    return runtime, scratch
 
 
 def _tail(runtime: Runtime, run_id: int) -> int:

@@ -59,6 +59,8 @@ def main() -> None:
     entrypoint, arguments = sys.argv[1], sys.argv[2:]
     sys.path.insert(0, os.getcwd())
     if entrypoint.endswith(".py"):
+        # Like `python path/file.py`: the script's folder comes first on the path.
+        sys.path.insert(0, os.path.dirname(os.path.abspath(entrypoint)))
         sys.argv = [entrypoint, *arguments]
         with open(entrypoint, "rb") as handle:
             code = compile(handle.read(), entrypoint, "exec")

@@ -22,12 +22,12 @@ class ScriptSummary:
 
 
 def sanitize_filename(filename: str) -> str:
-    """Keep the base name; replace anything unusual by '_' (``a b.py`` -> ``a_b.py``)."""
+    """Keep the base name; replace runs of unusual characters by one '_'
+    (``my report!.py`` -> ``my_report.py``)."""
     base = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    clean = _UNSAFE.sub("_", base).strip("._")
-    if not clean.endswith(".py"):
-        clean = clean.removesuffix("_py") + ".py" if clean else ""
-    return clean
+    stem = base[:-3] if base.lower().endswith(".py") else base
+    clean = _UNSAFE.sub("_", stem).strip("._-")
+    return f"{clean}.py" if clean else ""
 
 
 class ScriptService:
@@ -83,7 +83,9 @@ class ScriptService:
         """Store a script as a new version of its script job (created on first upload)."""
         clean = self.validate(filename, data)
         name = job_name or clean.removesuffix(".py").replace("_", "-").strip("-.").lower()
-        manifest = f'entrypoint = "{clean}"\ndescription = {_toml_string(description)}\n'
+        # The description is the job's, not the code's: it stays out of the package so
+        # that the same code is the same version.
+        manifest = f'entrypoint = "{clean}"\n'
         built = build_from_files(
             [("runwright.toml", manifest.encode(), False), (clean, data, False)]
         )
@@ -95,7 +97,11 @@ class ScriptService:
                     "file name or pass job_name."
                 )
         return self._jobs.deploy(
-            name, built.data, kind="script", description=description, created_by=created_by
+            name,
+            built.data,
+            kind="script",
+            description=description or None,
+            created_by=created_by,
         )
 
     def list(self) -> list[ScriptSummary]:
@@ -109,8 +115,3 @@ class ScriptService:
             )
             for job in scripts
         ]
-
-
-def _toml_string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'

@@ -67,9 +67,11 @@ class CodeRun:
 class _Output:
     """Numbered, classified, masked lines of one run, to the database and a file."""
 
-    def __init__(self, run_id: int, sink: LogSink, masker: Masker, file: Path) -> None:
+    def __init__(
+        self, run_id: int, sink: LogSink, masker: Masker, file: Path, first_seq: int = 0
+    ) -> None:
         self.run_id = run_id
-        self.seq = 0
+        self.seq = first_seq
         self._sink = sink
         self._mask = masker
         self._file = file.open("w", encoding="utf-8")
@@ -131,7 +133,9 @@ class CodeExecutor:
             private.mkdir()
             config = self._config(run, folder)
             masker = Masker(secret_values(config))
-            output = _Output(ctx.run_id, self._sink, masker, private / "log.txt")
+            # A retried run's attempts share one log: number on from the last line.
+            first = self._logs.last_seq(ctx.run_id)
+            output = _Output(ctx.run_id, self._sink, masker, private / "log.txt", first)
             state: dict[str, Any] = {}
             try:
                 return self._execute(ctx, run, folder, config, output, state)
@@ -209,6 +213,7 @@ class CodeExecutor:
             on_line=output.line,
             on_message=on_message,
             should_stop=lambda: ctx.cancelled,
+            run_id=ctx.run_id,
             kill_grace=self._settings.job_kill_grace,
         )
         state["exit_code"] = outcome.exit_code

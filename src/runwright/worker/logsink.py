@@ -12,7 +12,7 @@ import time
 from collections import deque
 
 from runwright.db.logs import LogRepository
-from runwright.errors import DatabaseError
+from runwright.errors import DatabaseError, DatabaseUnavailable
 from runwright.model.runs import LogLine
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,15 @@ class LogSink:
                 batch.append(self._pending.popleft())
             try:
                 self._logs.append(batch)
-            except DatabaseError as exc:
+            except DatabaseUnavailable as exc:
                 log.warning("could not store %d log lines, retrying: %s", len(batch), exc.message)
                 self._pending.extendleft(reversed(batch))
                 self._stop.wait(0.5)
                 return
+            except DatabaseError as exc:
+                # The database refuses these lines themselves: retrying would stall every
+                # run's log behind them.
+                log.error("dropped %d log lines the database refused: %s", len(batch), exc.message)
             with self._written:
                 for line in batch:
                     if line.seq > self._stored.get(line.run_id, 0):

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -19,14 +19,14 @@ from typing import IO, Any
 from runwright.model.logs import Stream
 
 _groups_lock = threading.Lock()
-_running_groups: set[int] = set()  # process groups of jobs running in this process
+_running_groups: dict[int, int] = {}  # run id -> process group of its job in this process
 
 
-def kill_all_groups() -> int:
-    """SIGKILL every job process group still running here (a stopping worker's last act
-    before it requeues their runs); returns how many there were."""
+def kill_groups(run_ids: Iterable[int]) -> int:
+    """SIGKILL the job process groups of these runs, if still running (a stopping
+    worker's last act before it requeues them); returns how many there were."""
     with _groups_lock:
-        groups = list(_running_groups)
+        groups = [_running_groups[r] for r in run_ids if r in _running_groups]
     for pgid in groups:
         _kill_group(pgid, signal.SIGKILL)
     return len(groups)
@@ -76,6 +76,7 @@ def run_process(
     on_message: MessageSink,
     should_stop: Callable[[], bool],
     kill_grace: float,
+    run_id: int,
 ) -> ProcessOutcome:
     read_fd, write_fd = os.pipe()
     env = dict(env, RUNWRIGHT_SDK_FD=str(write_fd), RUNWRIGHT_LIMITS=limits.encode())
@@ -95,7 +96,7 @@ def run_process(
     finally:
         os.close(write_fd)
     with _groups_lock:
-        _running_groups.add(process.pid)
+        _running_groups[run_id] = process.pid
     assert process.stdout is not None
     assert process.stderr is not None
     readers = [
@@ -119,7 +120,7 @@ def run_process(
     # The group may have children still holding the pipes open: stop them too.
     _kill_group(process.pid, signal.SIGKILL)
     with _groups_lock:
-        _running_groups.discard(process.pid)
+        _running_groups.pop(run_id, None)
     for reader in readers:
         reader.join(timeout=10)
     code = process.returncode

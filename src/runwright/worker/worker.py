@@ -470,7 +470,7 @@ class Worker:
                 held.settled = True
         if leftover:
             # Job processes still alive must be gone before their runs are requeued.
-            process.kill_all_groups()
+            process.kill_groups(h.run.id for h in leftover)
         self._flush_quietly()
         lingering = [h.run.id for h in leftover if not h.returned.is_set()]
         if lingering and self._exit_process is not None:
