@@ -3,7 +3,8 @@
 Run from the repository root (PostgreSQL on 127.0.0.1:5432, user postgres, trust auth):
 
     .venv/bin/python bench/scripts.py [--databases sqlite,postgres] [--runs 50]
-        [--lines 200000] [--py-spy DIR]
+        [--lines 200000] [--concurrency 4] [--no-followers] [--wait-quiet S]
+        [--time-limit S] [--py-spy DIR [--py-spy-gil]]
 
 Prints one JSON line per database on stdout and progress on stderr. Every database is a
 fresh one, dropped at the end; every subprocess is stopped, even on error, Ctrl-C or the

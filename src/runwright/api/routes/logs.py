@@ -24,7 +24,7 @@ from runwright.services.runtime import Runtime
 
 router = APIRouter(prefix="/api/runs", tags=["logs"])
 
-PAGE = 2000
+PAGE = 5000
 POLL_SECONDS = 0.2
 KEEPALIVE_SECONDS = 15.0
 FINAL_EVENTS = {
