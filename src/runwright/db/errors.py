@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import psycopg
 import sqlalchemy as sa
 
 from runwright.errors import DatabaseError, DatabaseUnavailable
@@ -29,6 +30,12 @@ def translate_errors(action: str) -> Iterator[None]:
             f"No database connection became free while trying to {action}; "
             "the database may be overloaded."
         ) from exc
+    except psycopg.OperationalError as exc:  # raw driver use (COPY) bypasses SQLAlchemy
+        raise DatabaseUnavailable(
+            f"The database is unavailable while trying to {action}: {_first_line(exc)}."
+        ) from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(f"Database error while trying to {action}: {_first_line(exc)}") from exc
 
 
 def _first_line(error: BaseException | None) -> str:

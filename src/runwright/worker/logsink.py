@@ -74,12 +74,38 @@ class LogSink:
                 self._pending.extendleft(reversed(batch))
                 self._stop.wait(0.5)
                 return
-            except DatabaseError as exc:
-                # The database refuses these lines themselves: retrying would stall every
-                # run's log behind them.
-                log.error("dropped %d log lines the database refused: %s", len(batch), exc.message)
-            with self._written:
-                for line in batch:
-                    if line.seq > self._stored.get(line.run_id, 0):
-                        self._stored[line.run_id] = line.seq
-                self._written.notify_all()
+            except DatabaseError:
+                # The database refuses something in this batch, which mixes every run of
+                # the worker: store it run by run, then line by line, losing only what
+                # is refused.
+                self._store_apart(batch)
+            self._mark_stored(batch)
+
+    def _store_apart(self, batch: list[LogLine]) -> None:
+        by_run: dict[int, list[LogLine]] = {}
+        for line in batch:
+            by_run.setdefault(line.run_id, []).append(line)
+        for lines in by_run.values():
+            try:
+                self._logs.append(lines)
+                continue
+            except DatabaseError:
+                pass
+            for line in lines:
+                try:
+                    self._logs.append([line])
+                except DatabaseError as exc:
+                    log.error(
+                        "dropped line %d of run %d, which the database refused: %s",
+                        line.seq,
+                        line.run_id,
+                        exc.message,
+                    )
+
+    def _mark_stored(self, batch: list[LogLine]) -> None:
+        """Lines stored (or refused for good): nobody needs to wait for them any more."""
+        with self._written:
+            for line in batch:
+                if line.seq > self._stored.get(line.run_id, 0):
+                    self._stored[line.run_id] = line.seq
+            self._written.notify_all()

@@ -132,9 +132,12 @@ def run_process(
     )
 
 
+MAX_LINE_BYTES = 64 * 1024  # a longer line is stored as several lines
+
+
 def _pump(pipe: IO[bytes], stream: Stream, on_line: LineSink) -> None:
     with pipe:
-        for raw in pipe:
+        while raw := pipe.readline(MAX_LINE_BYTES):
             on_line(stream, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
 
 
