@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Start the all-in-one server (SQLite in ~/.runwright, demo task types) on 127.0.0.1:8080.
+## Start the all-in-one server (SQLite in ~/.runwright, demo task types and jobs) on 127.0.0.1:8080.
 run: install
-	$(VENV)/bin/runwright server --tasks runwright.demo
+	$(VENV)/bin/runwright server --tasks runwright.demo --demo
 
 ## Install test dependencies, start PostgreSQL if it is down, run the whole suite.
 test: install

@@ -1,9 +1,12 @@
-"""Demo task types, registered by `make run` (``--tasks runwright.demo``)."""
+"""Demo task types (``--tasks runwright.demo``) and demo jobs (``runwright server --demo``),
+which `make run` installs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from runwright.services.jobs import JobService
+from runwright.services.scripts import ScriptService
 from runwright.worker.context import TaskContext
 from runwright.worker.registry import task
 
@@ -30,3 +33,35 @@ def count(ctx: TaskContext) -> dict[str, int]:
 def fail(ctx: TaskContext) -> None:
     """Always fail, to show retries and dead letters."""
     raise RuntimeError(f"demo failure on attempt {ctx.attempt} of {ctx.max_attempts}")
+
+
+HELLO_SCRIPT = b'''"""A demo script job: prints, reports progress and returns a result."""
+import logging
+import time
+
+from runwright import sdk
+
+name = sdk.params.get("name", "world")
+steps = int(sdk.params.get("steps", 5))
+for step in range(1, steps + 1):
+    print(f"hello {name}: step {step} of {steps}")
+    sdk.progress(100 * step / steps, f"step {step} of {steps}")
+    time.sleep(0.5)
+logging.warning("a warning line, to show levels")
+sdk.set_result({"greeted": name, "steps": steps})
+'''
+
+
+def install_demo_jobs(scripts: ScriptService, jobs: JobService) -> list[str]:
+    """Create the demo jobs that are missing; returns the names created."""
+    created = []
+    existing = {job.name for job in jobs.list(kinds=("script",))}
+    if "hello" not in existing:
+        scripts.upload(
+            "hello.py",
+            HELLO_SCRIPT,
+            description="Demo: prints, shows progress, returns a result",
+            created_by="demo",
+        )
+        created.append("hello")
+    return created

@@ -60,6 +60,7 @@ def server(
     ] = 4,
     queues: Annotated[str, typer.Option(help="Queues the embedded worker serves.")] = "default",
     tasks: Annotated[str | None, typer.Option(help="Modules registering task types.")] = None,
+    demo: Annotated[bool, typer.Option(help="Create the demo jobs if they are missing.")] = False,
 ) -> None:
     """REST API, recovery of lost runs and an embedded worker, in one process."""
     _configure_logging()
@@ -72,6 +73,11 @@ def server(
         raise typer.Exit(1)
     with reported():
         runtime = Runtime.open(settings, create_schema=True)
+        if demo:
+            from runwright.demo import install_demo_jobs
+
+            for name in install_demo_jobs(runtime.scripts, runtime.jobs):
+                console.print(f"Created demo job {name}: runwright run {name} --follow")
     maintenance = Maintenance(
         runtime.engine, lease_timeout=settings.lease_timeout, policy=runtime.retry_policy()
     )
