@@ -758,6 +758,57 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def time_limited(processes: Processes, limit: float) -> Iterator[None]:
+    """Raise BenchAborted on SIGTERM, SIGINT or after ``limit`` seconds, then stop every
+    subprocess; if the cleanup itself hangs for a minute, kill everything and exit."""
+    aborting: list[int] = []
+
+    def abort(signum: int, _frame: FrameType | None) -> None:
+        if aborting:  # already unwinding: let the cleanup finish
+            progress("already stopping; cleaning up")
+            return
+        aborting.append(signum)
+        if signum == signal.SIGALRM:
+            raise BenchAborted(f"time limit of {limit:g}s reached (--time-limit)")
+        raise BenchAborted(f"stopped by signal {signal.Signals(signum).name}")
+
+    def last_resort() -> None:
+        progress("cleanup did not finish within 60s of the time limit; killing everything")
+        processes.kill_all()
+        os._exit(3)
+
+    watchdog = threading.Timer(limit + 60, last_resort)
+    watchdog.daemon = True
+    watchdog.start()
+    for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, abort)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        processes.stop_all()
+        watchdog.cancel()
+
+
+def wait_until_quiet(wait_quiet: float) -> float | None:
+    """Wait up to ``wait_quiet`` s for the CPUs to be under 20 % busy; returns the last
+    reading (None when it cannot be read) and warns when the machine stayed busy."""
+    busy = machine_busy_pct()
+    waited_until = time.monotonic() + wait_quiet
+    while busy is not None and busy > 20 and time.monotonic() < waited_until:
+        progress(f"machine {busy:.0f}% busy; waiting for it to quiet down")
+        time.sleep(4.0)
+        busy = machine_busy_pct(2.0)
+    if busy is not None and busy > 20:
+        progress(
+            f"WARNING: the machine's CPUs were {busy:.0f}% busy in the second "
+            "before this measurement; other work will skew the figures"
+        )
+    return busy
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     combos = [(db, c) for db in args.database_list for c in args.concurrency_list]
@@ -787,63 +838,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rw-bench-logs-") as logs:
         processes = Processes(Path(logs))
 
-        aborting: list[int] = []
-
-        def abort(signum: int, _frame: FrameType | None) -> None:
-            if aborting:  # already unwinding: let the cleanup finish
-                progress("already stopping; cleaning up")
-                return
-            aborting.append(signum)
-            if signum == signal.SIGALRM:
-                raise BenchAborted(f"time limit of {limit:g}s reached (--time-limit)")
-            raise BenchAborted(f"stopped by signal {signal.Signals(signum).name}")
-
-        def last_resort() -> None:
-            progress("cleanup did not finish within 60s of the time limit; killing everything")
-            processes.kill_all()
-            os._exit(3)
-
-        watchdog = threading.Timer(limit + 60, last_resort)
-        watchdog.daemon = True
-        watchdog.start()
-        for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, abort)
-        signal.setitimer(signal.ITIMER_REAL, limit)
         status = 0
         try:
-            for kind, concurrency in combos:
-                busy = machine_busy_pct()
-                waited_until = time.monotonic() + args.wait_quiet
-                while busy is not None and busy > 20 and time.monotonic() < waited_until:
-                    progress(f"machine {busy:.0f}% busy; waiting for it to quiet down")
-                    time.sleep(4.0)
-                    busy = machine_busy_pct(2.0)
-                if busy is not None and busy > 20:
-                    progress(
-                        f"WARNING: the machine's CPUs were {busy:.0f}% busy in the second "
-                        "before this measurement; other work will skew the figures"
-                    )
-                try:
-                    line = measure(kind, concurrency, opts, processes)
-                except BenchError as exc:
-                    progress(f"{kind} c={concurrency}: FAILED: {exc}")
-                    status = 1
-                    continue
-                finally:
-                    processes.stop_all()
-                # src may change between lines: record the revision each was measured at
-                line["git"] = git_revision()
-                line["machine_busy_pct_before"] = busy
-                if opts.pg_settings and kind == "postgres":
-                    line["pg_settings"] = list(opts.pg_settings)
-                print(json.dumps({**line, **common}), flush=True)
+            with time_limited(processes, limit):
+                for kind, concurrency in combos:
+                    busy = wait_until_quiet(args.wait_quiet)
+                    try:
+                        line = measure(kind, concurrency, opts, processes)
+                    except BenchError as exc:
+                        progress(f"{kind} c={concurrency}: FAILED: {exc}")
+                        status = 1
+                        continue
+                    finally:
+                        processes.stop_all()
+                    # src may change between lines: record the revision each was measured at
+                    line["git"] = git_revision()
+                    line["machine_busy_pct_before"] = busy
+                    if opts.pg_settings and kind == "postgres":
+                        line["pg_settings"] = list(opts.pg_settings)
+                    print(json.dumps({**line, **common}), flush=True)
         except BenchAborted as exc:
             progress(f"ABORTED: {exc}; subprocesses stopped and databases dropped")
             status = 2
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            processes.stop_all()
-            watchdog.cancel()
     return status
 
 

@@ -49,12 +49,10 @@ import signal
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -71,10 +69,11 @@ from bench.queue import (
     free_port,
     fresh_database,
     git_revision,
-    machine_busy_pct,
     progress,
     runwright_command,
+    time_limited,
     wait_healthy,
+    wait_until_quiet,
 )
 from runwright.config import Settings
 from runwright.services.jobs import RunOptions
@@ -777,74 +776,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="runwright-scripts-bench-logs-") as logs:
         processes = Processes(Path(logs))
-        aborting: list[int] = []
-
-        def abort(signum: int, _frame: FrameType | None) -> None:
-            if aborting:  # already unwinding: let the cleanup finish
-                progress("already stopping; cleaning up")
-                return
-            aborting.append(signum)
-            if signum == signal.SIGALRM:
-                raise BenchAborted(f"time limit of {limit:g}s reached (--time-limit)")
-            raise BenchAborted(f"stopped by signal {signal.Signals(signum).name}")
-
-        def last_resort() -> None:
-            progress("cleanup did not finish within 60s of the time limit; killing everything")
-            processes.kill_all()
-            os._exit(3)
-
-        watchdog = threading.Timer(limit + 60, last_resort)
-        watchdog.daemon = True
-        watchdog.start()
-        for signum in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, abort)
-        signal.setitimer(signal.ITIMER_REAL, limit)
         status = 0
         try:
-            for kind in args.database_list:
-                busy = machine_busy_pct()
-                waited_until = time.monotonic() + args.wait_quiet
-                while busy is not None and busy > 20 and time.monotonic() < waited_until:
-                    progress(f"machine {busy:.0f}% busy; waiting for it to quiet down")
-                    time.sleep(4.0)
-                    busy = machine_busy_pct(2.0)
-                if busy is not None and busy > 20:
-                    progress(
-                        f"WARNING: the machine's CPUs were {busy:.0f}% busy in the second "
-                        "before this measurement; other work will skew the figures"
+            with time_limited(processes, limit):
+                for kind in args.database_list:
+                    busy = wait_until_quiet(args.wait_quiet)
+                    opts = Options(
+                        kind=kind,
+                        runs=args.runs,
+                        lines=args.lines,
+                        concurrency=args.concurrency,
+                        pg_server=args.pg_server.rstrip("/"),
+                        followers=not args.no_followers,
+                        py_spy=args.py_spy,
+                        py_spy_gil=args.py_spy_gil,
                     )
-                opts = Options(
-                    kind=kind,
-                    runs=args.runs,
-                    lines=args.lines,
-                    concurrency=args.concurrency,
-                    pg_server=args.pg_server.rstrip("/"),
-                    followers=not args.no_followers,
-                    py_spy=args.py_spy,
-                    py_spy_gil=args.py_spy_gil,
-                )
-                began = time.monotonic()
-                try:
-                    line = measure(opts, processes)
-                except BenchError as exc:
-                    progress(f"{kind}: FAILED: {exc}")
-                    status = 1
-                    continue
-                finally:
-                    processes.stop_all()
-                line["bench_seconds"] = round(time.monotonic() - began, 1)
-                line["git"] = git_revision()  # src may change between lines
-                line["machine_busy_pct_before"] = busy
-                if args.py_spy is not None:
-                    line["profiled"] = True  # py-spy slowed it: not comparable
-                print(json.dumps({**line, **common}), flush=True)
+                    began = time.monotonic()
+                    try:
+                        line = measure(opts, processes)
+                    except BenchError as exc:
+                        progress(f"{kind}: FAILED: {exc}")
+                        status = 1
+                        continue
+                    finally:
+                        processes.stop_all()
+                    line["bench_seconds"] = round(time.monotonic() - began, 1)
+                    line["git"] = git_revision()  # src may change between lines
+                    line["machine_busy_pct_before"] = busy
+                    if args.py_spy is not None:
+                        line["profiled"] = True  # py-spy slowed it: not comparable
+                    print(json.dumps({**line, **common}), flush=True)
         except BenchAborted as exc:
             progress(f"ABORTED: {exc}; subprocesses stopped and databases dropped")
             status = 2
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            processes.stop_all()
-            watchdog.cancel()
     return status
 
 
