@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -38,13 +38,41 @@ def line_json(line: LogLine) -> dict[str, Any]:
     """A line as the API shows it (the shape of LogLineOut)."""
     return {
         "seq": line.seq,
-        "ts": datetime.fromtimestamp(line.ts, UTC).isoformat().replace("+00:00", "Z"),
+        "ts": _iso(line.ts),
         "stream": line.stream,
         "level": line.level,
         "message": line.message,
         "step": line.step,
         "target": line.target,
     }
+
+
+def line_text(line: LogLine) -> str:
+    """``json.dumps(line_json(line))``, built directly: this runs for every line a
+    live follower receives."""
+    return (
+        f'{{"seq":{line.seq},"ts":"{_iso(line.ts)}","stream":"{line.stream}",'
+        f'"level":"{line.level}","message":{_dumps(line.message)},'
+        f'"step":{_nullable(line.step)},"target":{_nullable(line.target)}}}'
+    )
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _nullable(value: str | None) -> str:
+    return "null" if value is None else _dumps(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+
+
+def _iso(ts: float) -> str:
+    """ISO 8601 in UTC with microseconds, like datetime.isoformat()."""
+    whole = int(ts)
+    return f"{_second(whole)}.{int((ts - whole) * 1_000_000):06d}Z"
 
 
 def _level(value: str | None) -> Level | None:
@@ -68,14 +96,14 @@ def get_logs(
     """Lines in order; follow with `after=next_after` until `complete` is true."""
     run = runtime.runs.get(run_id)
     lines = runtime.logs.page(run_id, after=after, limit=limit, min_level=_level(level))
-    page = {
-        "lines": [line_json(line) for line in lines],
-        "next_after": lines[-1].seq if lines else after,
-        "complete": run.status.is_final and len(lines) < limit,
-    }
     # Built directly: validating thousands of lines through the response model would
     # cost more than reading them.
-    return Response(json.dumps(page, separators=(",", ":")), media_type="application/json")
+    body = (
+        f'{{"lines":[{",".join(line_text(line) for line in lines)}],'
+        f'"next_after":{lines[-1].seq if lines else after},'
+        f'"complete":{"true" if run.status.is_final and len(lines) < limit else "false"}}}'
+    )
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{run_id}/log.txt", response_class=PlainTextResponse, responses=ERRORS)
@@ -153,7 +181,9 @@ async def _stream(runtime: Runtime, request: Request, run_id: int, seq: int) -> 
             yield _event("started", _run_data(run), seq)
         if lines:
             # One write per page, not per line.
-            yield "".join(_event("log", line_json(line), line.seq) for line in lines)
+            yield "".join(
+                f"id: {line.seq}\nevent: log\ndata: {line_text(line)}\n\n" for line in lines
+            )
             seq = lines[-1].seq
         current = (run.progress.percent, run.progress.message)
         if current != progress and current != (None, None):
