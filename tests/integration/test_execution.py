@@ -493,6 +493,12 @@ def test_each_attempt_of_a_retried_run_keeps_its_lines(make_rig: Callable[..., R
     assert [x.seq for x in lines] == list(range(1, len(lines) + 1))
     assert [x.message for x in lines if x.stream == "stdout"] == ["attempt 1", "attempt 2"]
     assert rig.runtime.runs.get(run.id).log_count == len(lines)
+    # The full log in the store holds every attempt, not just the last one.
+    saved = rig.runtime.store.get(log_key(run.job_id, run.id)).decode().splitlines()
+    assert len(saved) == len(lines)
+    assert [x for x in saved if x.endswith(("attempt 1", "attempt 2"))] == [
+        saved[i] for i, x in enumerate(lines) if x.stream == "stdout"
+    ]
 
 
 def test_a_line_the_database_refuses_costs_no_other_runs_lines(

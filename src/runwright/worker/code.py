@@ -74,7 +74,7 @@ class _Output:
         self.seq = first_seq
         self._sink = sink
         self._mask = masker
-        self._file = file.open("w", encoding="utf-8")
+        self._file = file.open("a", encoding="utf-8")
         self._levels = {Stream.STDOUT: LevelTracker(), Stream.STDERR: LevelTracker()}
         self.error_tail: list[str] = []
         self._lock = threading.Lock()  # stdout and stderr are read by two threads
@@ -133,9 +133,12 @@ class CodeExecutor:
             private.mkdir()
             config = self._config(run, folder)
             masker = Masker(secret_values(config))
-            # A retried run's attempts share one log: number on from the last line.
+            # A retried run's attempts share one log: number on from the last line, and
+            # the full log saved at the end starts with the earlier attempts' lines.
             first = self._logs.last_seq(ctx.run_id)
-            output = _Output(ctx.run_id, self._sink, masker, private / "log.txt", first)
+            log_file = private / "log.txt"
+            self._write_earlier_lines(ctx.run_id, first, log_file)
+            output = _Output(ctx.run_id, self._sink, masker, log_file, first)
             state: dict[str, Any] = {}
             try:
                 return self._execute(ctx, run, folder, config, output, state)
@@ -280,6 +283,16 @@ class CodeExecutor:
             )
 
     # -- helpers -------------------------------------------------------------------
+    def _write_earlier_lines(self, run_id: int, last: int, log_file: Path) -> None:
+        with log_file.open("w", encoding="utf-8") as handle:
+            after = 0
+            while after < last:
+                lines = self._logs.page(run_id, after=after, limit=10_000)
+                if not lines:
+                    break
+                handle.writelines(f"{x.ts:.3f} {x.stream} {x.level} {x.message}\n" for x in lines)
+                after = lines[-1].seq
+
     def _fetch(self, run: CodeRun) -> Path:
         """The package zip from the local cache, else the store (verified by hash)."""
         cached = self._cache / "packages" / f"{run.sha256}.zip"
