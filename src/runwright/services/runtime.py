@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -117,8 +116,7 @@ class Runtime:
         self._sinks.append(sink)
         executor = CodeExecutor(settings=s, store=self.store, logs=self.logs, sink=sink)
         builtins = [
-            TaskSpec(name=name, func=functools.partial(executor), description=f"{name} jobs")
-            for name in CODE_TYPES
+            TaskSpec(name=name, func=executor, description=f"{name} jobs") for name in CODE_TYPES
         ]
         return Worker(
             engine=self._worker_engine(),

@@ -111,6 +111,8 @@ class Worker:
         self._waker_event: threading.Event | None = None
         self._listener: PgListener | SqliteChangeWatcher | None = None
         self.executed = 0
+        self._limit_before_claim = 0  # free slots at the last claim
+        self._grace_override: float | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -193,9 +195,6 @@ class Worker:
             if claimed and len(claimed) == self._limit_before_claim:
                 continue  # there may be more waiting: claim again once slots free up
             self._wake.wait(self._next_wait())
-
-    _limit_before_claim = 0
-    _grace_override: float | None = None
 
     def _exchange(self) -> list[ClaimedRun]:
         completions, progress = self._take_pending()
