@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 
 from runwright.db.engine import db_now, is_postgres, write
@@ -111,18 +112,21 @@ class RunQueue:
         self, conn: Connection, worker_id: str, queues: Sequence[str], limit: int
     ) -> list[ClaimedRun]:
         now = self._now
-        candidates = (
-            sa.select(runs.c.id)
-            .where(
-                runs.c.status == _QUEUED,
-                runs.c.queue.in_(list(queues)),
-                runs.c.scheduled_at <= now,
+        if self._postgres and len(queues) > 1:
+            candidates = self._candidates_per_queue(queues, limit)
+        else:
+            candidates = (
+                sa.select(runs.c.id)
+                .where(
+                    runs.c.status == _QUEUED,
+                    runs.c.queue.in_(list(queues)),
+                    runs.c.scheduled_at <= now,
+                )
+                .order_by(runs.c.priority.desc(), runs.c.scheduled_at, runs.c.id)
+                .limit(limit)
             )
-            .order_by(runs.c.priority.desc(), runs.c.scheduled_at, runs.c.id)
-            .limit(limit)
-        )
-        if self._postgres:
-            candidates = candidates.with_for_update(skip_locked=True)
+            if self._postgres:
+                candidates = candidates.with_for_update(skip_locked=True)
         statement = (
             sa.update(runs)
             .where(self._id_among(candidates))
@@ -164,6 +168,36 @@ class RunQueue:
             )
             for row in rows
         ]
+
+    def _candidates_per_queue(self, queues: Sequence[str], limit: int) -> sa.Select[tuple[int]]:
+        """PostgreSQL, several queues: one index-ordered, LIMITed scan per queue (a LATERAL
+        join over the queue names), merged. A single scan over several queues cannot
+        follow the claim index and sorts every queued row (12.8 ms instead of 0.3 ms
+        with 10,000 queued in each of two queues)."""
+        names = (
+            sa.func.unnest(sa.bindparam("claim_queues", list(queues), type_=ARRAY(sa.String)))
+            .table_valued("name")
+            .render_derived(name="q")
+        )
+        due = runs.alias("due")
+        per_queue = (
+            sa.select(due.c.id, due.c.priority, due.c.scheduled_at)
+            .where(
+                due.c.status == _QUEUED,
+                due.c.queue == names.c.name,
+                due.c.scheduled_at <= self._now,
+            )
+            .order_by(due.c.priority.desc(), due.c.scheduled_at, due.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .lateral("c")
+        )
+        return (
+            sa.select(per_queue.c.id)
+            .select_from(names.join(per_queue, sa.true()))
+            .order_by(per_queue.c.priority.desc(), per_queue.c.scheduled_at, per_queue.c.id)
+            .limit(limit)
+        )
 
     def _id_among(self, candidates: sa.Select[tuple[int]]) -> sa.ColumnElement[bool]:
         if self._postgres:
