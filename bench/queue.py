@@ -651,15 +651,50 @@ def git_revision() -> str | None:
     return f"{rev}+dirty" if dirty else rev
 
 
+def add_common_arguments(parser: argparse.ArgumentParser, *, limit: str, py_spy: str) -> None:
+    """Options both benchmarks take: databases, server, time limit, quiet wait, py-spy."""
+    parser.add_argument(
+        "--databases",
+        default="sqlite,postgres",
+        help="comma-separated: sqlite, postgres (default: both)",
+    )
+    parser.add_argument(
+        "--pg-server",
+        default=DEFAULT_PG,
+        help=f"PostgreSQL server to create databases on (default {DEFAULT_PG})",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help=f"abort after this many seconds (default: {limit})",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each measurement wait up to this long for the machine's CPUs to be "
+        "under 20%% busy (a shared machine skews the figures); default: do not wait",
+    )
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR", help=py_spy)
+    parser.add_argument(
+        "--py-spy-gil",
+        action="store_true",
+        help="with --py-spy: sample only the thread holding the GIL (CPU, not wall time)",
+    )
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark runwright's queue: drain and end-to-end throughput, pickup "
         "latency. One JSON line per database (and concurrency) on stdout."
     )
-    parser.add_argument(
-        "--databases",
-        default="sqlite,postgres",
-        help="comma-separated: sqlite, postgres (default: both)",
+    add_common_arguments(
+        parser,
+        limit="300 per JSON line, plus --wait-quiet",
+        py_spy="record the worker with py-spy during each drain (raw stacks "
+        "in DIR; slows the worker, so its figures are not comparable)",
     )
     parser.add_argument(
         "--runs", type=int, default=5000, help="runs per throughput measurement (default 5000)"
@@ -694,42 +729,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-server", action="store_true", help="skip the all-in-one server's pickup latency"
     )
     parser.add_argument(
-        "--pg-server",
-        default=DEFAULT_PG,
-        help=f"PostgreSQL server to create databases on (default {DEFAULT_PG})",
-    )
-    parser.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        help="abort after this many seconds (default: 300 per JSON line, plus --wait-quiet)",
-    )
-    parser.add_argument(
-        "--py-spy",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="record the worker with py-spy during each drain (raw stacks "
-        "in DIR; slows the worker, so its figures are not comparable)",
-    )
-    parser.add_argument(
-        "--py-spy-gil",
-        action="store_true",
-        help="with --py-spy: sample only the thread holding the GIL (CPU, not wall time)",
-    )
-    parser.add_argument(
         "--analyze",
         action="store_true",
         help="diagnostic: ANALYZE the runs table after the drain's enqueue, "
         "before the worker starts (fresh tables have no planner statistics)",
-    )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="before each measurement wait up to this long for the machine's CPUs to be "
-        "under 20%% busy (a shared machine skews the figures); default: do not wait",
     )
     parser.add_argument(
         "--pg-set",

@@ -60,10 +60,10 @@ import sqlalchemy as sa
 
 import runwright
 from bench.queue import (
-    DEFAULT_PG,
     BenchAborted,
     BenchError,
     Processes,
+    add_common_arguments,
     child_env,
     database_version,
     free_port,
@@ -703,10 +703,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Benchmark runwright's job code: script run overhead, log ingest and "
         "job environments. One JSON line per database on stdout."
     )
-    parser.add_argument(
-        "--databases",
-        default="sqlite,postgres",
-        help="comma-separated: sqlite, postgres (default: both)",
+    add_common_arguments(
+        parser,
+        limit="240 per database",
+        py_spy="record py-spy raw stacks in DIR: the bench process (its in-process worker) "
+        "during the overhead runs and the stored ingest, the server during each follower "
+        "ingest; slows what it records, so the figures are not comparable",
     )
     parser.add_argument(
         "--runs", type=int, default=50, help="print('hi') runs for the overhead (default 50)"
@@ -721,39 +723,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-followers",
         action="store_true",
         help="skip the live followers (and the `runwright server` subprocess)",
-    )
-    parser.add_argument(
-        "--pg-server",
-        default=DEFAULT_PG,
-        help=f"PostgreSQL server to create databases on (default {DEFAULT_PG})",
-    )
-    parser.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        help="abort after this many seconds (default: 240 per database)",
-    )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="before each database wait up to this long for the machine's CPUs to be "
-        "under 20%% busy (a shared machine skews the figures); default: do not wait",
-    )
-    parser.add_argument(
-        "--py-spy",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="record py-spy raw stacks in DIR: the bench process (its in-process worker) "
-        "during the overhead runs and the stored ingest, the server during each follower "
-        "ingest; slows what it records, so the figures are not comparable",
-    )
-    parser.add_argument(
-        "--py-spy-gil",
-        action="store_true",
-        help="with --py-spy: sample only the thread holding the GIL (CPU, not wall time)",
     )
     args = parser.parse_args(argv)
     args.database_list = [d.strip() for d in args.databases.split(",") if d.strip()]
