@@ -58,6 +58,9 @@ class _Backend(Protocol):
     def result(self, run_id: int) -> Any: ...
     def cancel(self, run_id: int) -> Run: ...
     def retry(self, run_id: int) -> Run: ...
+    def resume(self, run_id: int) -> Run: ...
+    def steps(self, run_id: int) -> builtins.list[dict[str, Any]]: ...
+    def context(self, run_id: int) -> dict[str, Any]: ...
     def workers(self) -> builtins.list[dict[str, Any]]: ...
     def task_types(self) -> builtins.list[dict[str, Any]]: ...
     def close(self) -> None: ...
@@ -149,6 +152,18 @@ class Client:
 
     def retry(self, run_id: int) -> Run:
         return self._backend.retry(run_id)
+
+    def resume(self, run_id: int) -> Run:
+        """Run a failed multi-step run again from the step that failed."""
+        return self._backend.resume(run_id)
+
+    def steps(self, run_id: int) -> builtins.list[dict[str, Any]]:
+        """The steps of a multi-step run (empty for other runs)."""
+        return self._backend.steps(run_id)
+
+    def context(self, run_id: int) -> dict[str, Any]:
+        """The saved job context of a multi-step run, sensitive values masked."""
+        return self._backend.context(run_id)
 
     def workers(self) -> builtins.list[dict[str, Any]]:
         """Live workers: id, hostname, pid, queues, concurrency, running, heartbeat_at."""
@@ -267,6 +282,18 @@ class _DatabaseBackend:
     def retry(self, run_id: int) -> Run:
         return self._runs.retry(run_id)
 
+    def resume(self, run_id: int) -> Run:
+        return self._runs.resume(run_id)
+
+    def steps(self, run_id: int) -> builtins.list[dict[str, Any]]:
+        self._runs.get(run_id)
+        return [step.to_json() for step in self._runtime.steps.list(run_id)]
+
+    def context(self, run_id: int) -> dict[str, Any]:
+        from runwright.api.routes.steps import run_context
+
+        return run_context(run_id, self._runtime)
+
     def workers(self) -> builtins.list[dict[str, Any]]:
         from runwright.api.schemas import WorkerOut
 
@@ -327,7 +354,7 @@ class _HttpBackend:
                 "`runwright server`, or set RUNWRIGHT_URL (or --url) to its address."
             ) from exc
         if response.is_success:
-            return response.json()
+            return response.json() if response.content else None
         raise _error_from(response)
 
     def submit(self, request: SubmitRequest) -> Run:
@@ -361,6 +388,15 @@ class _HttpBackend:
 
     def retry(self, run_id: int) -> Run:
         return run_from_json(self._call("POST", f"/api/runs/{run_id}/retry"))
+
+    def resume(self, run_id: int) -> Run:
+        return run_from_json(self._call("POST", f"/api/runs/{run_id}/resume"))
+
+    def steps(self, run_id: int) -> builtins.list[dict[str, Any]]:
+        return list(self._call("GET", f"/api/runs/{run_id}/steps"))
+
+    def context(self, run_id: int) -> dict[str, Any]:
+        return dict(self._call("GET", f"/api/runs/{run_id}/context"))
 
     def workers(self) -> builtins.list[dict[str, Any]]:
         return list(self._call("GET", "/api/workers"))

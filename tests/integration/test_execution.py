@@ -471,6 +471,8 @@ def test_each_attempt_of_a_retried_run_keeps_its_lines(make_rig: Callable[..., R
         store=rig.runtime.store,
         logs=rig.runtime.logs,
         sink=sink,  # type: ignore[arg-type]
+        steps=rig.runtime.steps,
+        variables=rig.runtime.variables.resolve,
     )
 
     def attempt(number: int) -> None:

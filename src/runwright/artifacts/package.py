@@ -18,14 +18,20 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
 
 from runwright.errors import InvalidRequest
 from runwright.model.manifest import (
     MANIFEST_NAME,
+    STEPS_NAME,
     Manifest,
     environment_of_config_file,
     parse_manifest,
 )
+from runwright.model.references import has_reference
+from runwright.model.steps import parse_definition
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 SKIPPED_DIRS = frozenset(
@@ -102,9 +108,10 @@ def collect_files(folder: Path) -> list[str]:
 def build_package(folder: Path, *, limits: Limits = DEFAULT_LIMITS) -> BuiltPackage:
     """Zip a folder deterministically; it must hold a ``runwright.toml``."""
     files = collect_files(folder)
-    if MANIFEST_NAME not in files:
+    if MANIFEST_NAME not in files and STEPS_NAME not in files:
         raise InvalidRequest(
-            f'{folder} has no {MANIFEST_NAME}. Create one with at least: entrypoint = "main.py"'
+            f'{folder} has no {MANIFEST_NAME}. Create one with at least: entrypoint = "main.py" '
+            f"(or a {STEPS_NAME} for a multi-step job)."
         )
     if len(files) > limits.max_files:
         raise InvalidRequest(f"{folder} has {len(files)} files; the limit is {limits.max_files}.")
@@ -218,12 +225,19 @@ def _inspect(data: bytes | Path, limits: Limits) -> Manifest:
     with _open_zip(data) as zf:
         infos = _entries(zf, limits)
         names = {info.filename for info in infos}
-        if MANIFEST_NAME not in names:
+        if MANIFEST_NAME not in names and STEPS_NAME not in names:
             raise InvalidRequest(
-                f"The package has no {MANIFEST_NAME} at its top level; build it with "
-                "`runwright package build DIR`."
+                f"The package has no {MANIFEST_NAME} (or {STEPS_NAME}) at its top level; build "
+                "it with `runwright package build DIR`."
             )
-        text = zf.read(MANIFEST_NAME).decode("utf-8", errors="replace")
+        steps = None
+        if STEPS_NAME in names:
+            steps = _steps_definition(zf.read(STEPS_NAME), names)
+        text = (
+            zf.read(MANIFEST_NAME).decode("utf-8", errors="replace")
+            if MANIFEST_NAME in names
+            else ""
+        )
         environments = []
         for name in sorted(names):
             env = environment_of_config_file(name)
@@ -231,7 +245,9 @@ def _inspect(data: bytes | Path, limits: Limits) -> Manifest:
                 _check_json_object(zf.read(name), name)
             if env is not None:
                 environments.append(env)
-        manifest = parse_manifest(text, environments=tuple(environments))
+        manifest = parse_manifest(text, environments=tuple(environments), steps=steps)
+        if manifest.is_steps:
+            return manifest
         entry_file = manifest.entrypoint if not manifest.is_function else None
         if entry_file is not None and entry_file not in names:
             raise InvalidRequest(
@@ -243,6 +259,40 @@ def _inspect(data: bytes | Path, limits: Limits) -> Manifest:
             if f"{module}.py" not in names and f"{module}/__init__.py" not in names:
                 raise InvalidRequest(f"The entrypoint module {module}.py is not in the package.")
     return manifest
+
+
+def _steps_definition(raw: bytes, names: set[str]) -> dict[str, Any]:
+    """Parse and validate job.yaml; python steps must name a module in the package."""
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"{STEPS_NAME} is not valid YAML: {exc}") from exc
+    definition = parse_definition(data, source=STEPS_NAME)
+    for index, step in enumerate(definition.steps):
+        function = step.with_.get("function") if step.uses == "python" else None
+        if isinstance(function, str) and ":" in function and not has_reference(function):
+            module = function.split(":", 1)[0].replace(".", "/")
+            if f"{module}.py" not in names and f"{module}/__init__.py" not in names:
+                raise InvalidRequest(
+                    f"{STEPS_NAME} is not valid: steps[{index}].with.function: module "
+                    f"{module}.py is not in the package"
+                )
+    return definition.to_json()
+
+
+def read_package_files(
+    data: bytes, *, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, tuple[bytes, bool]]:
+    """The files of a stored package: path -> (content, executable)."""
+    inspect_package(data, limits=limits)
+    files: dict[str, tuple[bytes, bool]] = {}
+    with _corrupt_is_invalid(), zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            executable = bool((info.external_attr >> 16) & stat.S_IXUSR)
+            files[info.filename] = (zf.read(info), executable)
+    return files
 
 
 def _check_json_object(raw: bytes, name: str) -> None:

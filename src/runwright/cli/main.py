@@ -21,6 +21,7 @@ from runwright.cli.dev import dev
 from runwright.cli.jobs import deploy, job_app, logs, package_app, run, script_app
 from runwright.cli.processes import scheduler, server, worker
 from runwright.cli.runs import runs_app, submit
+from runwright.cli.variables import var_app
 from runwright.client import Client
 from runwright.db.engine import create_engine
 from runwright.db.schema import inspect_schema, upgrade
@@ -41,6 +42,7 @@ app.command()(submit)
 app.add_typer(job_app, name="job")
 app.add_typer(package_app, name="package")
 app.add_typer(script_app, name="script")
+app.add_typer(var_app, name="var")
 app.command()(deploy)
 app.command()(run)
 app.command()(logs)

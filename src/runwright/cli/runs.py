@@ -53,6 +53,38 @@ def _status(run: Run) -> str:
     return text
 
 
+STEP_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "timed_out": "red",
+    "running": "yellow",
+    "canceled": "magenta",
+    "skipped": "dim",
+    "pending": "cyan",
+}
+
+
+def show_steps(steps: list[dict[str, Any]]) -> None:
+    table = Table(box=None, header_style="bold", padding=(0, 1))
+    for column in ("#", "STEP", "USES", "STATUS", "TRIES", "DURATION"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("OUTPUT / ERROR", no_wrap=True, overflow="ellipsis", max_width=70)
+    for step in steps:
+        style = STEP_STYLE.get(step["status"], "white")
+        duration = step.get("duration")
+        detail = step.get("error") or step.get("output_summary") or ""
+        table.add_row(
+            str(step["position"] + 1),
+            step["step_id"],
+            step["uses"],
+            f"[{style}]{step['status']}[/]",
+            str(step.get("tries") or 0),
+            f"{duration:.2f}s" if duration is not None else "-",
+            " ".join(detail.split()),
+        )
+    console.print(table)
+
+
 def show_run(run: Run) -> None:
     console.print(f"[bold]Run {run.id}[/] {run.type}  {_status(run)}")
     rows = [
@@ -184,10 +216,19 @@ def show(
     """Everything about one run."""
     with reported(), _client(ctx) as client:
         run = client.get(run_id)
+        steps = client.steps(run_id) if run.type == "steps" else []
     if as_json:
-        print_json(run_dict(run))
-    else:
-        show_run(run)
+        print_json({**run_dict(run), **({"steps": steps} if run.type == "steps" else {})})
+        return
+    show_run(run)
+    if steps:
+        console.print("  [bold]steps[/]")
+        show_steps(steps)
+        if run.status in (RunStatus.FAILED, RunStatus.CANCELED):
+            console.print(
+                f"Continue from the failed step with: runwright runs resume {run.id}",
+                highlight=False,
+            )
 
 
 @runs_app.command("result")
@@ -216,6 +257,38 @@ def retry(ctx: typer.Context, run_id: Annotated[int, typer.Argument(metavar="ID"
     with reported(), _client(ctx) as client:
         run = client.retry(run_id)
     console.print(f"Queued run [bold]{run.id}[/] as a retry of run {run_id}.")
+
+
+@runs_app.command("resume")
+def resume(ctx: typer.Context, run_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Run a failed multi-step run again from the step that failed (earlier steps'
+    saved outputs are reused, not run again)."""
+    with reported(), _client(ctx) as client:
+        run = client.resume(run_id)
+    console.print(
+        f"Run [bold]{run.id}[/] queued again as attempt {run.attempt + 1}; it continues from "
+        "its first step that did not succeed."
+    )
+    console.print(f"Follow it with: runwright logs {run.id} -f", highlight=False)
+
+
+@runs_app.command("context")
+def context(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(metavar="ID")],
+    step: Annotated[str | None, typer.Option(help="Only this step's output.")] = None,
+) -> None:
+    """Print the saved job context of a multi-step run as JSON (secrets masked)."""
+    with reported(), _client(ctx) as client:
+        data = client.context(run_id)
+    if step is None:
+        print_json(data)
+        return
+    steps = data.get("steps") or {}
+    if step not in steps:
+        show_error(f"Run {run_id} has no step {step!r}; its steps: {', '.join(steps) or 'none'}.")
+        raise typer.Exit(1)
+    print_json(steps[step].get("output"))
 
 
 def show_error(message: str) -> None:

@@ -194,6 +194,38 @@ class RunRepository:
             return None
         return CancelResult(run=row_to_run(current), changed=False)
 
+    def resume(self, run_id: int, *, types: Sequence[str]) -> Run | None:
+        """Queue a failed or canceled run again as its next attempt (None: not allowed)."""
+        with translate_errors("resume a run"), write(self.engine) as conn:
+            row = conn.execute(
+                sa.update(runs)
+                .where(
+                    runs.c.id == run_id,
+                    runs.c.status.in_([RunStatus.FAILED.value, RunStatus.CANCELED.value]),
+                    runs.c.type.in_(list(types)),
+                )
+                .values(
+                    status=RunStatus.QUEUED.value,
+                    outcome=None,
+                    error=None,
+                    result=None,
+                    finished_at=None,
+                    worker_id=None,
+                    lease_expires_at=None,
+                    heartbeat_at=None,
+                    cancel_requested=False,
+                    progress_percent=None,
+                    progress_message=None,
+                    max_attempts=runs.c.attempt + 1,
+                    scheduled_at=self._now,
+                )
+                .returning(*_RUN_COLUMNS)
+            ).first()
+            if row is not None and is_postgres(self.engine):
+                # The new-run trigger fires on INSERT only: wake the workers ourselves.
+                conn.execute(sa.text("SELECT pg_notify('runwright_runs', '')"))
+        return None if row is None else row_to_run(row)
+
     def counts(self) -> builtins.list[tuple[str, str, int]]:
         """(queue, status, count) for every pair present."""
         statement = sa.select(runs.c.queue, runs.c.status, sa.func.count()).group_by(

@@ -155,3 +155,39 @@ log_lines = sa.Table(
     sa.Column("target", sa.String(200), nullable=True),
     sa.UniqueConstraint("run_id", "seq"),
 )
+
+# One row per step of a multi-step run: its latest state (a resumed run updates the
+# rows of the steps it executes again and keeps those it skips).
+run_steps = sa.Table(
+    "run_steps",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", BigId, nullable=False),
+    sa.Column("step_id", sa.String(64), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("uses", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),  # the run attempt that last ran it
+    sa.Column("tries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("started_at", Epoch, nullable=True),
+    sa.Column("finished_at", Epoch, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("output_summary", sa.Text, nullable=True),
+    sa.UniqueConstraint("run_id", "step_id"),
+)
+
+# Variables for references (``{{ variables.base_url }}``): global (job_id 0) or of one
+# job. Sensitive values are stored encrypted (Fernet) in ``value``.
+variables = sa.Table(
+    "variables",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", BigId, nullable=False, server_default="0"),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("sensitive", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+    sa.UniqueConstraint("job_id", "name"),
+)

@@ -10,6 +10,7 @@ from typing import Any
 from runwright.errors import InvalidRequest
 
 MANIFEST_NAME = "runwright.toml"
+STEPS_NAME = "job.yaml"
 _ENTRYPOINT = re.compile(r"^(?:[A-Za-z_][\w.]*:[A-Za-z_]\w*|[\w./-]+\.py)$")
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$")
 _PYTHON = re.compile(r"^3\.\d{1,2}(\.\d{1,2})?$")
@@ -24,6 +25,11 @@ class Manifest:
     description: str = ""
     python: str | None = None
     environments: tuple[str, ...] = field(default=())  # from config.<env>.json files
+    steps: dict[str, Any] | None = None  # the validated job.yaml of a steps package
+
+    @property
+    def is_steps(self) -> bool:
+        return self.steps is not None
 
     @property
     def is_function(self) -> bool:
@@ -37,6 +43,7 @@ class Manifest:
             "description": self.description,
             "python": self.python,
             "environments": list(self.environments),
+            **({"steps": self.steps} if self.steps is not None else {}),
         }
 
     @classmethod
@@ -47,11 +54,15 @@ class Manifest:
             description=data.get("description", ""),
             python=data.get("python"),
             environments=tuple(data.get("environments", ())),
+            steps=data.get("steps"),
         )
 
 
-def parse_manifest(text: str, *, environments: tuple[str, ...] = ()) -> Manifest:
-    """Validate ``runwright.toml``; every problem is named with the fix."""
+def parse_manifest(
+    text: str, *, environments: tuple[str, ...] = (), steps: dict[str, Any] | None = None
+) -> Manifest:
+    """Validate ``runwright.toml``; every problem is named with the fix. A steps package
+    (with ``job.yaml``) has no entrypoint: its steps name what they run."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -64,7 +75,14 @@ def parse_manifest(text: str, *, environments: tuple[str, ...] = ()) -> Manifest
             f"the keys are {', '.join(sorted(known))}."
         )
     entrypoint = data.get("entrypoint")
-    if not isinstance(entrypoint, str) or not _ENTRYPOINT.match(entrypoint):
+    if steps is not None:
+        if entrypoint is not None:
+            raise InvalidRequest(
+                f"{MANIFEST_NAME} has an entrypoint, but this package has a {STEPS_NAME}: its "
+                "steps say what runs. Remove the entrypoint (keep requirements and python)."
+            )
+        entrypoint = ""
+    elif not isinstance(entrypoint, str) or not _ENTRYPOINT.match(entrypoint):
         raise InvalidRequest(
             f'{MANIFEST_NAME} needs entrypoint = "module:function" or "file.py" '
             f"(got {entrypoint!r})."
@@ -88,6 +106,7 @@ def parse_manifest(text: str, *, environments: tuple[str, ...] = ()) -> Manifest
         description=description,
         python=python,
         environments=environments,
+        steps=steps,
     )
 
 

@@ -7,6 +7,9 @@
     sdk.config          # merged configuration for the run's environment (dict)
     sdk.environment     # e.g. "production" (None for the base configuration)
     sdk.run_id, sdk.job
+    sdk.context         # in a python step of a multi-step job: the job context
+                        # (steps and their outputs, variables, params, webhook, files)
+    sdk.step            # ... and the id of the step being run
     sdk.progress(40, "copied 4 of 10 files")
     sdk.set_result({"rows": 10})
 
@@ -23,7 +26,18 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["args", "config", "environment", "job", "params", "progress", "run_id", "set_result"]
+__all__ = [
+    "args",
+    "config",
+    "context",
+    "environment",
+    "job",
+    "params",
+    "progress",
+    "run_id",
+    "set_result",
+    "step",
+]
 
 _FD_VARIABLE = "RUNWRIGHT_SDK_FD"
 _CONTEXT_VARIABLE = "RUNWRIGHT_SDK_CONTEXT"
@@ -45,6 +59,19 @@ config: dict[str, Any] = dict(_context.get("config") or {})
 environment: str | None = _context.get("environment")
 run_id: int | None = _context.get("run_id")
 job: str | None = _context.get("job")
+context: dict[str, Any] = {}
+step: str | None = None
+
+
+def _enter_step(step_id: str, job_context: dict[str, Any]) -> None:
+    """Called by the step host before each python step (not part of the public API)."""
+    global step
+    step = step_id
+    context.clear()
+    context.update(job_context)
+    params.clear()
+    params.update(job_context.get("params") or {})
+
 
 _pipe = None
 _fd = os.environ.get(_FD_VARIABLE)

@@ -8,18 +8,33 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from runwright.artifacts.base import ArtifactStore
 from runwright.artifacts.keys import package_key
-from runwright.artifacts.package import BuiltPackage, inspect_package
+from runwright.artifacts.package import (
+    BuiltPackage,
+    build_from_files,
+    inspect_package,
+    read_package_files,
+)
 from runwright.db.jobs import JobRepository
 from runwright.errors import Conflict, InvalidRequest, NotFound
-from runwright.model.manifest import check_environment
+from runwright.model.manifest import MANIFEST_NAME, STEPS_NAME, check_environment
 from runwright.model.runs import Job, Package, Run, SubmitRequest
+from runwright.model.steps import parse_definition
 from runwright.services.runs import RunService
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-KINDS = ("task", "script", "package")
-CODE_KINDS = ("script", "package")
+KINDS = ("task", "script", "package", "steps")
+CODE_KINDS = ("script", "package", "steps")
+
+
+def kind_for(current: str, manifest: dict[str, Any]) -> str:
+    """A package with a job.yaml makes a steps job; other code keeps script or package."""
+    if manifest.get("steps") is not None:
+        return "steps"
+    return "script" if current == "script" else "package"
 
 
 def check_job_name(name: str) -> str:
@@ -159,6 +174,10 @@ class JobService:
             ) or self.get(name)
         if job.kind not in CODE_KINDS:
             raise Conflict(f"Job {name!r} is a {job.kind} job; it does not take packages.")
+        if job.kind == "script" and manifest.is_steps:
+            raise Conflict(
+                f"Job {name!r} is a script job; deploy the multi-step package under another name."
+            )
         if job.archived:
             raise Conflict(f"Job {name!r} is archived; create a job with another name.")
         key = package_key(job.id, sha256)
@@ -174,8 +193,13 @@ class JobService:
             manifest=manifest.to_json(),
             created_by=created_by,
         )
+        changes: dict[str, Any] = {}
         if description is not None and description != job.description:
-            self._jobs.update(name, {"description": description})
+            changes["description"] = description
+        if created and kind_for(job.kind, package.manifest) != job.kind:
+            changes["kind"] = kind_for(job.kind, package.manifest)
+        if changes:
+            self._jobs.update(name, changes)
         return Deployed(job=self.get(name), package=package, created=created, uploaded=uploaded)
 
     def deploy_built(
@@ -199,7 +223,30 @@ class JobService:
             known = ", ".join(f"v{p.version}" for p in self._jobs.packages(job.id)) or "none"
             raise NotFound(f"Job {name!r} has no version v{version}; versions: {known}.")
         self._jobs.set_current(job.id, package.id)
+        if kind_for(job.kind, package.manifest) != job.kind:
+            self._jobs.update(name, {"kind": kind_for(job.kind, package.manifest)})
         return self.get(name)
+
+    def deploy_steps(
+        self, name: str, definition: dict[str, Any], *, created_by: str | None = None
+    ) -> Deployed:
+        """A steps definition given as JSON: it becomes the job.yaml of a new version.
+        The other files of the current version (python modules for python steps, a
+        runwright.toml with requirements) are kept."""
+        check_job_name(name)
+        parse_definition(definition, source="the definition")
+        files: dict[str, tuple[bytes, bool]] = {}
+        job = self._jobs.get(name)
+        current = self.current_package(job) if job is not None else None
+        if current is not None and job is not None and job.kind in ("steps", "package"):
+            files = read_package_files(self._store.get(current.storage_key))
+        text = yaml.safe_dump(definition, sort_keys=False, allow_unicode=True)
+        files[STEPS_NAME] = (text.encode("utf-8"), False)
+        toml = files.get(MANIFEST_NAME)
+        if toml is not None and b"entrypoint" in toml[0]:
+            del files[MANIFEST_NAME]  # the old package's entry point gives way to the steps
+        built = build_from_files([(path, data, ex) for path, (data, ex) in files.items()])
+        return self.deploy(name, built.data, kind="steps", created_by=created_by)
 
     # -- runs ----------------------------------------------------------------------
     def run(self, name: str, options: RunOptions) -> Run:
@@ -210,8 +257,9 @@ class JobService:
             raise Conflict(f"Job {name!r} is disabled; enable it with `runwright job update`.")
         environment = check_environment(options.environment) if options.environment else None
         payload, package = self._payload(job, options, environment)
+        kind = kind_for(job.kind, package.manifest) if package is not None else job.kind
         request = SubmitRequest(
-            type=job.task_type if job.kind == "task" and job.task_type else job.kind,
+            type=job.task_type if job.kind == "task" and job.task_type else kind,
             payload=payload,
             queue=options.queue or job.queue,
             priority=options.priority if options.priority is not None else job.priority,

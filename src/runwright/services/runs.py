@@ -143,6 +143,26 @@ class RunService:
         )
         return self.submit(request, check_type=False).run
 
+    def resume(self, run_id: int) -> Run:
+        """Run a failed multi-step run again from its first step that did not succeed,
+        as a new attempt of the same run (the saved context carries the earlier outputs)."""
+        run = self.get(run_id)
+        if run.type != "steps":
+            raise Conflict(
+                f"Run {run_id} is a {run.type} run; only multi-step runs resume from a failed "
+                f"step. Use `runwright runs retry {run_id}` to run it again."
+            )
+        if run.status not in (RunStatus.FAILED, RunStatus.CANCELED):
+            raise Conflict(
+                f"Run {run_id} is {run.status.value}; only a failed or canceled run can be resumed."
+            )
+        resumed = self._runs.resume(run_id, types=("steps",))
+        if resumed is None:
+            raise Conflict(f"Run {run_id} changed while resuming it; look at it again.")
+        if self._waker is not None:
+            self._waker.wake()
+        return resumed
+
     # -- catalogue -----------------------------------------------------------------
     def task_types(self) -> builtins.list[TaskTypeInfo]:
         live = self._workers.live(self._live_age)

@@ -16,11 +16,16 @@ from runwright.db.logs import LogRepository
 from runwright.db.notify import Waker
 from runwright.db.runs import RunRepository
 from runwright.db.schema import ensure_schema
+from runwright.db.steps import RunStepRepository
+from runwright.db.variables import VariableRepository
 from runwright.db.workers import WorkerRegistry
 from runwright.model.retry import RetryPolicy
+from runwright.services.contexts import ContextStore
 from runwright.services.jobs import JobService
 from runwright.services.runs import RunService
 from runwright.services.scripts import ScriptService
+from runwright.services.secrets import SecretBox
+from runwright.services.variables import VariableService
 from runwright.worker.logsink import LogSink
 from runwright.worker.registry import (
     TaskRegistry,
@@ -42,6 +47,9 @@ class Runtime:
     jobs: JobService
     scripts: ScriptService
     logs: LogRepository
+    variables: VariableService
+    steps: RunStepRepository
+    contexts: ContextStore
     _sinks: list[LogSink] = field(default_factory=list)
     _engines: list[Engine] = field(default_factory=list)
 
@@ -74,7 +82,13 @@ class Runtime:
             waker=waker,
             lease_timeout=settings.lease_timeout,
         )
-        jobs = JobService(jobs=JobRepository(engine), runs=runs, store=store)
+        job_repository = JobRepository(engine)
+        jobs = JobService(jobs=job_repository, runs=runs, store=store)
+        variables = VariableService(
+            variables=VariableRepository(engine),
+            jobs=job_repository,
+            box=SecretBox.from_settings(settings),
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -85,6 +99,9 @@ class Runtime:
             jobs=jobs,
             scripts=ScriptService(jobs=jobs, settings=settings),
             logs=LogRepository(engine),
+            variables=variables,
+            steps=RunStepRepository(engine),
+            contexts=ContextStore(store),
         )
 
     def retry_policy(self) -> RetryPolicy:
@@ -114,7 +131,14 @@ class Runtime:
         )
         sink = LogSink(self.logs)
         self._sinks.append(sink)
-        executor = CodeExecutor(settings=s, store=self.store, logs=self.logs, sink=sink)
+        executor = CodeExecutor(
+            settings=s,
+            store=self.store,
+            logs=self.logs,
+            sink=sink,
+            steps=self.steps,
+            variables=self.variables.resolve,
+        )
         builtins = [
             TaskSpec(name=name, func=executor, description=f"{name} jobs") for name in CODE_TYPES
         ]

@@ -10,6 +10,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,16 +20,22 @@ from runwright.artifacts.keys import log_key
 from runwright.artifacts.package import safe_extract, sha256_of
 from runwright.config import Settings
 from runwright.db.logs import LogRepository
+from runwright.db.steps import RunStepRepository
 from runwright.errors import Cancelled, ExecutionFailed, InvalidRequest, StoreError
 from runwright.model.logs import Level, LevelTracker, Masker, Stream
 from runwright.model.manifest import Manifest, host_overrides, merge_config, secret_values
 from runwright.model.runs import LogLine, clean_text
 from runwright.model.states import Outcome
+from runwright.model.steps import StepsDefinition
+from runwright.services.contexts import ContextStore
+from runwright.services.variables import ResolvedVariables
 from runwright.worker import process, venvs
 from runwright.worker.context import TaskContext
 from runwright.worker.logsink import LogSink
+from runwright.worker.steps.engine import StepsEngine, StepsRun
+from runwright.worker.steps.pyhost import HostSpec
 
-CODE_TYPES = ("script", "package")
+CODE_TYPES = ("script", "package", "steps")
 SDK_SOURCE = Path(__file__).resolve().parent.parent / "sdk"
 ERROR_TAIL = 20
 
@@ -47,6 +54,7 @@ class CodeRun:
     params: dict[str, Any]
     args: list[str]
     environment: str | None
+    webhook: dict[str, Any] | None = None
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> CodeRun:
@@ -61,6 +69,7 @@ class CodeRun:
             params=dict(payload.get("params") or {}),
             args=[str(a) for a in payload.get("args") or []],
             environment=payload.get("environment"),
+            webhook=payload.get("webhook"),
         )
 
 
@@ -72,6 +81,7 @@ class _Output:
     ) -> None:
         self.run_id = run_id
         self.seq = first_seq
+        self.step: str | None = None  # the step of a multi-step run whose lines these are
         self._sink = sink
         self._mask = masker
         self._file = file.open("a", encoding="utf-8")
@@ -89,8 +99,12 @@ class _Output:
     def _record(self, stream: Stream, message: str, level: Level) -> None:
         self.seq += 1
         now = time.time()
-        self._sink.emit(LogLine(self.run_id, self.seq, now, stream.value, level.value, message))
-        self._file.write(f"{now:.3f} {stream.value} {level.value} {message}\n")
+        step = self.step
+        self._sink.emit(
+            LogLine(self.run_id, self.seq, now, stream.value, level.value, message, step)
+        )
+        where = f"[{step}] " if step else ""
+        self._file.write(f"{now:.3f} {stream.value} {level.value} {where}{message}\n")
         if stream is Stream.STDERR or level is Level.ERROR:
             self.error_tail.append(message)
             if len(self.error_tail) > ERROR_TAIL:
@@ -107,9 +121,19 @@ class CodeExecutor:
     """Registered for the task types ``script`` and ``package``."""
 
     def __init__(
-        self, *, settings: Settings, store: ArtifactStore, logs: LogRepository, sink: LogSink
+        self,
+        *,
+        settings: Settings,
+        store: ArtifactStore,
+        logs: LogRepository,
+        sink: LogSink,
+        steps: RunStepRepository,
+        variables: Callable[[int], ResolvedVariables],
     ) -> None:
         self._settings = settings
+        self._steps = steps
+        self._variables = variables
+        self._contexts = ContextStore(store)
         self._store = store
         self._logs = logs
         self._sink = sink
@@ -132,7 +156,9 @@ class CodeExecutor:
             private = folder / ".runwright"
             private.mkdir()
             config = self._config(run, folder)
-            masker = Masker(secret_values(config))
+            variables = self._variables(run.job_id) if run.manifest.is_steps else None
+            secrets = secret_values(config) | (variables.secrets() if variables else set())
+            masker = Masker(secrets)
             # A retried run's attempts share one log: number on from the last line, and
             # the full log saved at the end starts with the earlier attempts' lines.
             first = self._logs.last_seq(ctx.run_id)
@@ -141,7 +167,7 @@ class CodeExecutor:
             output = _Output(ctx.run_id, self._sink, masker, log_file, first)
             state: dict[str, Any] = {}
             try:
-                return self._execute(ctx, run, folder, config, output, state)
+                return self._execute(ctx, run, folder, config, output, state, variables)
             finally:
                 output.close()
                 self._finish(ctx, run, output, private / "log.txt", state.get("exit_code"))
@@ -157,6 +183,7 @@ class CodeExecutor:
         config: dict[str, Any],
         output: _Output,
         state: dict[str, Any],
+        variables: ResolvedVariables | None = None,
     ) -> Any:
         output.system(
             f"Job {run.job} v{run.version} ({run.sha256[:12]}), attempt {ctx.attempt} of "
@@ -188,6 +215,41 @@ class CodeExecutor:
             )
         )
         sdk_path = self._prepare_sdk(folder / ".runwright" / "sdk")
+        limits = process.ResourceLimits(
+            memory_mb=self._settings.job_memory_mb,
+            cpu_seconds=self._settings.job_cpu_seconds,
+            file_mb=self._settings.job_file_mb,
+            processes=self._settings.job_processes,
+        )
+        if run.manifest.steps is not None:
+            env = self._job_environment(ctx, run, folder, sdk_path, context_file)
+            # Shell steps find the job environment's python and tools first.
+            env["PATH"] = f"{interpreter.parent}:{env['PATH']}"
+            engine = StepsEngine(
+                StepsRun(
+                    ctx=ctx,
+                    job=run.job,
+                    job_id=run.job_id,
+                    params=run.params,
+                    webhook=run.webhook,
+                    definition=StepsDefinition.model_validate(run.manifest.steps),
+                    output=output,
+                    store=self._store,
+                    contexts=self._contexts,
+                    steps=self._steps,
+                    variables=variables or ResolvedVariables({}, frozenset()),
+                    process=HostSpec(
+                        command=[],
+                        cwd=folder,
+                        env=env,
+                        limits=limits,
+                        kill_grace=self._settings.job_kill_grace,
+                        run_id=ctx.run_id,
+                    ),
+                    host_command=[str(interpreter), str(sdk_path / "_runwright_steps.py")],
+                )
+            )
+            return engine.execute()
         command = [
             str(interpreter),
             str(sdk_path / "_runwright_entry.py"),
@@ -207,12 +269,7 @@ class CodeExecutor:
             command,
             cwd=folder,
             env=self._job_environment(ctx, run, folder, sdk_path, context_file),
-            limits=process.ResourceLimits(
-                memory_mb=self._settings.job_memory_mb,
-                cpu_seconds=self._settings.job_cpu_seconds,
-                file_mb=self._settings.job_file_mb,
-                processes=self._settings.job_processes,
-            ),
+            limits=limits,
             on_line=output.line,
             on_message=on_message,
             should_stop=lambda: ctx.cancelled,
@@ -350,6 +407,7 @@ class CodeExecutor:
         )
         shutil.copyfile(SDK_SOURCE / "__init__.py", target / "runwright" / "sdk" / "__init__.py")
         shutil.copyfile(SDK_SOURCE / "_entry.py", target / "_runwright_entry.py")
+        shutil.copyfile(SDK_SOURCE / "_steps_host.py", target / "_runwright_steps.py")
         return target
 
     def _job_environment(

@@ -77,7 +77,10 @@ def run_process(
     should_stop: Callable[[], bool],
     kill_grace: float,
     run_id: int,
+    stdin: int | None = None,
 ) -> ProcessOutcome:
+    """Run to the end. ``stdin``, when given, is a readable descriptor handed to the
+    child as its standard input and closed here once the child has it."""
     read_fd, write_fd = os.pipe()
     env = dict(env, RUNWRIGHT_SDK_FD=str(write_fd), RUNWRIGHT_LIMITS=limits.encode())
     started = time.monotonic()
@@ -86,7 +89,7 @@ def run_process(
             list(command),
             cwd=cwd,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             pass_fds=(write_fd,),
@@ -95,6 +98,8 @@ def run_process(
         )
     finally:
         os.close(write_fd)
+        if stdin is not None:
+            os.close(stdin)
     with _groups_lock:
         _running_groups[run_id] = process.pid
     assert process.stdout is not None

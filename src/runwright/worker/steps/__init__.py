@@ -1,0 +1,1 @@
+"""The multi-step engine (``job.yaml`` packages) and its step actions."""
