@@ -276,7 +276,7 @@ def test_a_module_entrypoint_may_be_a_package(tmp_path: Path) -> None:
     [
         pytest.param(
             [("main.py", "print(1)")],
-            ["no runwright.toml at its top level", "runwright package build"],
+            ["no runwright.toml (or job.yaml) at its top level", "runwright package build"],
             id="no-manifest",
         ),
         pytest.param(

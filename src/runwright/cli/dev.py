@@ -122,7 +122,14 @@ def _tail(runtime: Runtime, run_id: int) -> int:
         run = runtime.runs.get(run_id)
         for line in runtime.logs.page(run_id, after=seq, limit=5000):
             seq = line.seq
-            print_line({"message": line.message, "level": line.level, "stream": line.stream})
+            print_line(
+                {
+                    "message": line.message,
+                    "level": line.level,
+                    "stream": line.stream,
+                    "step": line.step,
+                }
+            )
         progress = (run.progress.percent, run.progress.message)
         if progress != shown_progress and progress != (None, None):
             shown_progress = progress

@@ -15,7 +15,10 @@ STYLES = {"error": "red", "warning": "yellow", "debug": "dim"}
 
 def print_line(line: dict[str, Any]) -> None:
     style = "dim" if line.get("stream") == "system" else STYLES.get(line.get("level", ""), "")
-    console.print(Text(line.get("message", ""), style=style), soft_wrap=True, highlight=False)
+    text = Text(line.get("message", ""), style=style)
+    if line.get("step"):
+        text = Text.assemble((f"[{line['step']}] ", "cyan"), text)
+    console.print(text, soft_wrap=True, highlight=False)
 
 
 def wanted(line: dict[str, Any], level: Level | None) -> bool:

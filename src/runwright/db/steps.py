@@ -27,6 +27,7 @@ class RunStep:
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
+    error_type: str | None = None
     output_summary: str | None = None
 
     @property
@@ -47,6 +48,7 @@ class RunStep:
             "finished_at": self.finished_at,
             "duration": self.duration,
             "error": self.error,
+            "error_type": self.error_type,
             "output_summary": self.output_summary,
         }
 
@@ -60,6 +62,7 @@ _FIELDS = (
     "started_at",
     "finished_at",
     "error",
+    "error_type",
     "output_summary",
 )
 

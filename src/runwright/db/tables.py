@@ -172,6 +172,7 @@ run_steps = sa.Table(
     sa.Column("started_at", Epoch, nullable=True),
     sa.Column("finished_at", Epoch, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("error_type", sa.String(40), nullable=True),
     sa.Column("output_summary", sa.Text, nullable=True),
     sa.UniqueConstraint("run_id", "step_id"),
 )

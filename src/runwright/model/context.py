@@ -40,6 +40,7 @@ class StepState:
     status: str = StepStatus.PENDING
     output: Any = None
     error: str | None = None
+    error_type: str | None = None  # reference, input, timeout, http_status, auth, ...
     started_at: float | None = None
     completed_at: float | None = None
     attempt: int = 0  # the run attempt that produced this state
@@ -50,6 +51,7 @@ class StepState:
             "status": self.status,
             "output": self.output,
             "error": self.error,
+            "error_type": self.error_type,
             "started_at": self.started_at,
             "completed_at": self.completed_at,
             "attempt": self.attempt,
@@ -65,6 +67,7 @@ class StepState:
             status=status,
             output=data.get("output"),
             error=data.get("error"),
+            error_type=data.get("error_type"),
             started_at=data.get("started_at"),
             completed_at=data.get("completed_at"),
             attempt=int(data.get("attempt") or 0),
@@ -214,6 +217,7 @@ class JobContext:
                     "status": state.status,
                     "output": copy.deepcopy(state.output),
                     "error": state.error,
+                    "error_type": state.error_type,
                 }
                 for step_id, state in self.steps.items()
             },

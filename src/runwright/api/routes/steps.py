@@ -29,6 +29,7 @@ class StepOut(BaseModel):
     finished_at: float | None
     duration: float | None
     error: str | None
+    error_type: str | None
     output_summary: str | None
 
 

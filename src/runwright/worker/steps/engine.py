@@ -189,6 +189,7 @@ class StepsEngine:
         state = context.step(spec.id)
         state.status = StepStatus.RUNNING
         state.error = None
+        state.error_type = None
         state.output = None
         state.started_at = time.time()
         state.completed_at = None
@@ -196,7 +197,13 @@ class StepsEngine:
         self.out.step = spec.id
         tries = 0
         try:
-            if spec.when is not None and not self._condition(spec, context):
+            if spec.when is not None:
+                try:
+                    go = self._condition(spec, context)
+                except ReferenceError_ as exc:
+                    self._fail(state, StepStatus.FAILED, exc.message, "reference")
+                    return
+            if spec.when is not None and not go:
                 state.status = StepStatus.SKIPPED
                 self.out.system(f"Step {spec.id} skipped: `when: {spec.when}` is false")
                 return
@@ -208,7 +215,8 @@ class StepsEngine:
                     value = self._attempt(spec, context)
                 except (ReferenceError_, InvalidRequest) as exc:
                     # Inputs are wrong: trying again cannot help.
-                    self._fail(state, StepStatus.FAILED, exc.message)
+                    kind = "reference" if isinstance(exc, ReferenceError_) else "input"
+                    self._fail(state, StepStatus.FAILED, exc.message, kind)
                     return
                 except StepFailed as exc:
                     timed_out = isinstance(exc, StepTimedOut)
@@ -223,7 +231,7 @@ class StepsEngine:
                         self._record(position, spec, state, tries)
                         self.ctx.sleep(delay)
                         continue
-                    self._fail(state, status, exc.message)
+                    self._fail(state, status, exc.message, exc.error_type)
                     return
                 state.status = StepStatus.SUCCEEDED
                 state.output = self._mask(json_safe(value))
@@ -233,6 +241,7 @@ class StepsEngine:
         except Cancelled:
             state.status = StepStatus.CANCELED
             state.error = "the run was canceled or timed out"
+            state.error_type = "canceled"
             self.out.system(
                 f"Step {spec.id} stopped: the run was canceled or timed out", Level.WARNING
             )
@@ -248,13 +257,15 @@ class StepsEngine:
                 if state.status == StepStatus.SUCCEEDED:
                     state.status = StepStatus.FAILED
                     state.error = "its output could not be saved to the artifact store"
+                    state.error_type = "store"
                 self._record(position, spec, state, tries)
                 raise
             self._record(position, spec, state, tries)
 
-    def _fail(self, state: Any, status: str, message: str) -> None:
+    def _fail(self, state: Any, status: str, message: str, error_type: str) -> None:
         state.status = status
         state.error = self._mask(message)
+        state.error_type = error_type
         self.out.system(f"Step {state.step_id} {_words(status)}: {state.error}", Level.ERROR)
 
     def _condition(self, spec: StepSpec, context: JobContext) -> bool:
@@ -364,6 +375,7 @@ class StepsEngine:
                 started_at=state.started_at,
                 finished_at=state.completed_at,
                 error=state.error,
+                error_type=state.error_type,
                 output_summary=None if state.output is None else summary(state.output),
             )
         )

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("started_at", Epoch, nullable=True),
         sa.Column("finished_at", Epoch, nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("error_type", sa.String(length=40), nullable=True),
         sa.Column("output_summary", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_run_steps")),
         sa.UniqueConstraint("run_id", "step_id", name=op.f("uq_run_steps_run_id_step_id")),
