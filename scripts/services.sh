@@ -1,6 +1,25 @@
 #!/usr/bin/env bash
-# Start what the test suite needs when it is not running: the local PostgreSQL.
+# Install and start what the test suite needs: Debian packages it uses (an OpenSSH
+# server for the SFTP and SSH tests) and the local PostgreSQL.
 set -euo pipefail
+
+# Debian packages: binary that proves it is installed -> package.
+declare -A PACKAGES=(
+  [/usr/sbin/sshd]=openssh-server
+  [/usr/lib/openssh/sftp-server]=openssh-sftp-server
+)
+missing=()
+for binary in "${!PACKAGES[@]}"; do
+  [ -x "$binary" ] || missing+=("${PACKAGES[$binary]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing Debian packages the tests need: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get install -y -q "${missing[@]}" ||
+    { "${sudo_cmd[@]}" apt-get update -q && "${sudo_cmd[@]}" apt-get install -y -q "${missing[@]}"; }
+fi
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   echo "PostgreSQL is not answering on 127.0.0.1:5432; starting it"

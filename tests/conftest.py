@@ -8,6 +8,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -15,6 +16,9 @@ import pytest
 from runwright.config import Settings
 from runwright.db.engine import create_engine
 from runwright.db.schema import upgrade
+
+if TYPE_CHECKING:
+    from tests.sshserver import SshServer
 
 PG_SERVER = os.environ.get("RUNWRIGHT_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -99,3 +103,12 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         retry_base=0.05,
         retry_cap=0.2,
     )
+
+
+@pytest.fixture(scope="session")
+def ssh_server() -> Iterator[SshServer]:
+    """A real OpenSSH server on loopback with a local user ``rwtest`` (tests/sshserver.py):
+    one per test process, so each xdist worker has its own."""
+    from tests.sshserver import serve_or_need
+
+    yield from serve_or_need()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runwright.artifacts.package import build_from_files
 from runwright.services.jobs import JobService
 from runwright.services.scripts import ScriptService
 from runwright.worker.context import TaskContext
@@ -52,9 +53,68 @@ sdk.set_result({"greeted": name, "steps": steps})
 '''
 
 
+STEPS_YAML = """\
+description: "Demo: a chain of steps passing data along (python, shell, file)"
+steps:
+  - id: greet
+    uses: python
+    with:
+      function: "demo_steps:greet"
+      inputs:
+        name: "{{ params.name | default('world') }}"
+  - id: shout
+    uses: shell
+    with:
+      command: "echo '{{ steps.greet.output.greeting }}' | tr a-z A-Z"
+  - id: report
+    uses: file
+    with:
+      action: write
+      filename: squares.csv
+      rows: "{{ steps.greet.output.squares }}"
+  - id: check
+    uses: file
+    with:
+      action: read
+      path: "{{ files[0].path }}"
+  - id: summary
+    uses: python
+    with:
+      function: "demo_steps:summarize"
+      inputs:
+        rows: "{{ steps.check.output.rows }}"
+        shouted: "{{ steps.shout.output.stdout }}"
+"""
+
+STEPS_MODULE = """\
+from runwright import sdk
+
+
+def greet(name):
+    print(f"greeting {name} in run {sdk.context['run_id']}")
+    squares = [{"n": n, "square": n * n} for n in range(1, 6)]
+    return {"greeting": f"Hello, {name}!", "squares": squares}
+
+
+def summarize(rows, shouted):
+    total = sum(int(row["square"]) for row in rows)
+    print(f"{len(rows)} rows read back, sum of squares {total}")
+    return {"rows": len(rows), "sum": total, "shouted": shouted}
+"""
+
+
 def install_demo_jobs(scripts: ScriptService, jobs: JobService) -> list[str]:
     """Create the demo jobs that are missing; returns the names created."""
     created = []
+    if not any(job.name == "hello-steps" for job in jobs.list()):
+        package = build_from_files(
+            [
+                ("job.yaml", STEPS_YAML.encode(), False),
+                ("demo_steps.py", STEPS_MODULE.encode(), False),
+            ]
+        )
+        jobs.deploy("hello-steps", package.data, kind="steps", created_by="demo")
+        created.append("hello-steps")
     existing = {job.name for job in jobs.list(kinds=("script",))}
     if "hello" not in existing:
         scripts.upload(

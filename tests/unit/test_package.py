@@ -281,7 +281,7 @@ def test_a_module_entrypoint_may_be_a_package(tmp_path: Path) -> None:
         ),
         pytest.param(
             [("sub/runwright.toml", MANIFEST), ("sub/main.py", "")],
-            ["no runwright.toml at its top level"],
+            ["no runwright.toml (or job.yaml) at its top level"],
             id="manifest-in-a-subfolder",
         ),
         pytest.param(

@@ -95,6 +95,8 @@ def parse_manifest(
             f'{MANIFEST_NAME}: requirements must be a list of strings, e.g. ["httpx==0.28.1"].'
         )
     description = data.get("description", "")
+    if steps is not None and not description:
+        description = str(steps.get("description") or "")
     if not isinstance(description, str):
         raise InvalidRequest(f"{MANIFEST_NAME}: description must be a string.")
     python = data.get("python")
