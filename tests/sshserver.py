@@ -207,11 +207,12 @@ def ssh_server_process() -> Iterator[SshServer]:
         deadline = time.monotonic() + START_TIMEOUT
         while not _answers(port):
             if popen.poll() is not None:
-                raise SshServerFailed(
-                    f"sshd exited with {popen.returncode}: {log.read_text(errors='replace')[-2000:]}"
-                )
+                tail = log.read_text(errors="replace")[-2000:]
+                raise SshServerFailed(f"sshd exited with {popen.returncode}: {tail}")
             if time.monotonic() > deadline:
-                raise SshServerFailed(f"sshd did not answer on port {port} within {START_TIMEOUT:g}s")
+                raise SshServerFailed(
+                    f"sshd did not answer on port {port} within {START_TIMEOUT:g}s"
+                )
             time.sleep(0.05)
         yield SshServer(
             host="127.0.0.1",

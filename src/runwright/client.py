@@ -482,4 +482,7 @@ def run_from_json(data: dict[str, Any]) -> Run:
         scheduled_at=_epoch(data.get("scheduled_at")) or 0.0,
         started_at=_epoch(data.get("started_at")),
         finished_at=_epoch(data.get("finished_at")),
+        trigger_id=data.get("trigger_id"),
+        fired_at=_epoch(data.get("fired_at")),
+        held=bool(data.get("held", False)),
     )

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-SECRET_FIELDS = frozenset({"secret_key", "s3_secret_access_key"})
+SECRET_FIELDS = frozenset({"secret_key", "s3_secret_access_key", "smtp_password"})
 
 
 def _default_home() -> Path:
@@ -44,6 +44,27 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         default=30.0, ge=0, description="Seconds a stopping worker lets running runs finish."
     )
+    scheduler_interval: float = Field(
+        default=0.25, gt=0, le=60, description="Seconds between two passes of the scheduler."
+    )
+    schedule_misfire_grace: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds a fire time may be late and still run; older ones are misfires.",
+    )
+    webhook_max_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest webhook request body."
+    )
+    notify_allow: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Hosts or networks outgoing notifications may reach although private.",
+    )
+    smtp_host: str = Field(default="", description="SMTP server for e-mail notifications.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port.")
+    smtp_username: str = Field(default="", description="SMTP user (empty: no login).")
+    smtp_password: str = Field(default="", description="SMTP password.")
+    smtp_starttls: bool = Field(default=False, description="Use STARTTLS.")
+    smtp_from: str = Field(default="runwright@localhost", description="Sender address.")
     retry_base: float = Field(default=1.0, ge=0, description="First retry delay in seconds.")
     retry_cap: float = Field(default=300.0, ge=0, description="Longest retry delay in seconds.")
     url: str = Field(default="", description="Server address used by the CLI and Client.")
@@ -87,7 +108,7 @@ class Settings(BaseSettings):
         default=False, description="Install job requirements without contacting an index."
     )
 
-    @field_validator("tasks", "job_env_passthrough", mode="before")
+    @field_validator("tasks", "job_env_passthrough", "notify_allow", mode="before")
     @classmethod
     def _split_modules(cls, value: Any) -> Any:
         if isinstance(value, str):

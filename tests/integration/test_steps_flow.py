@@ -95,7 +95,7 @@ class Api:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            def do_GET(self) -> None:
                 with api._lock:
                     api.hits += 1
                     api.paths.append(self.path)
@@ -109,7 +109,7 @@ class Api:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -371,9 +371,7 @@ def test_http_sql_file_sftp_flow(
     set_flow_variables(rig, orders_db, ssh_server)
     run = rig.run("orders-export")
     done = rig.wait(run.id)
-    assert done.status is RunStatus.SUCCEEDED, f"{done.error}\n" + "\n".join(
-        rig.messages(run.id)
-    )
+    assert done.status is RunStatus.SUCCEEDED, f"{done.error}\n" + "\n".join(rig.messages(run.id))
     assert api.hits == 1
     assert api.paths == ["/customers/current"]
     assert orders_db.sql_hits() == 1
@@ -577,9 +575,7 @@ def test_resume_runs_only_the_failed_step_and_the_rest(
     resumed = rig.runtime.runs.resume(run.id)
     assert resumed.status is RunStatus.QUEUED
     done = wait_resumed(rig, run.id, first.log_count or 0)
-    assert done.status is RunStatus.SUCCEEDED, f"{done.error}\n" + "\n".join(
-        rig.messages(run.id)
-    )
+    assert done.status is RunStatus.SUCCEEDED, f"{done.error}\n" + "\n".join(rig.messages(run.id))
     assert done.attempt == 2
 
     # Steps 1 and 2 ran once in all: one hit on the API, one execution of the query.
@@ -611,17 +607,13 @@ def test_resume_runs_only_the_failed_step_and_the_rest(
     messages = rig.messages(run.id, "system")
     assert "Step fetch: succeeded in attempt 1; not run again" in messages
     assert "Step query: succeeded in attempt 1; not run again" in messages
-    assert (
-        "Resuming from the saved context: 2 of 4 steps already done (fetch, query)" in messages
-    )
+    assert "Resuming from the saved context: 2 of 4 steps already done (fetch, query)" in messages
     assert sum("Step fetch (http) started" in m for m in messages) == 1
     assert sum("Step write (file) started" in m for m in messages) == 2
 
 
 # -- d. SFTP specifics -------------------------------------------------------------------
-def test_sftp_upload_with_a_private_key(
-    rig: Rig, ssh_server: SshServer, remote_dir: Path
-) -> None:
+def test_sftp_upload_with_a_private_key(rig: Rig, ssh_server: SshServer, remote_dir: Path) -> None:
     deployed = rig.runtime.jobs.deploy_steps(
         "key-upload",
         {
@@ -653,9 +645,7 @@ def test_sftp_upload_with_a_private_key(
     log_before = len(ssh_server.log_text())
     run = rig.run("key-upload")
     done = rig.wait(run.id)
-    assert done.status is RunStatus.SUCCEEDED, f"{done.error}\n" + "\n".join(
-        rig.messages(run.id)
-    )
+    assert done.status is RunStatus.SUCCEEDED, f"{done.error}\n" + "\n".join(rig.messages(run.id))
     uploaded = remote_dir / "totals.csv"
     assert uploaded.read_bytes() == b"day,total\r\n2026-11-22,12\r\n2026-11-23,\r\n"
     assert uploaded.stat().st_uid == pwd.getpwnam(ssh_server.username).pw_uid
@@ -704,9 +694,7 @@ def test_sftp_download_with_a_wildcard(rig: Rig, ssh_server: SshServer, remote_d
     rig.runtime.variables.set("sftp_password", ssh_server.password, sensitive=True)
     run = rig.run("fetch-reports")
     done = rig.wait(run.id)
-    assert done.status is RunStatus.SUCCEEDED, f"{done.error}\n" + "\n".join(
-        rig.messages(run.id)
-    )
+    assert done.status is RunStatus.SUCCEEDED, f"{done.error}\n" + "\n".join(rig.messages(run.id))
 
     context, _ = saved_context(rig, job_id, run.id)
     downloaded = context.steps["download"].output
@@ -715,22 +703,25 @@ def test_sftp_download_with_a_wildcard(rig: Rig, ssh_server: SshServer, remote_d
         (f"{remote_dir}/{name}", output_key(job_id, run.id, name), len(text))
         for name, text in sorted(reports.items())
     ]
+    # Both files are in the context; reading one again records it again (same path,
+    # so it replaces the download's entry), now with its row count and step.
     files = sorted(context.files, key=lambda f: f.filename)
-    assert [(f.filename, f.size, f.mime_type, f.step_id) for f in files] == [
-        (name, len(text), "text/csv", "download") for name, text in sorted(reports.items())
+    assert [(f.filename, f.size, f.mime_type) for f in files] == [
+        (name, len(text), "text/csv") for name, text in sorted(reports.items())
     ]
     for metadata in files:
         assert metadata.path == output_key(job_id, run.id, metadata.filename)
         assert rig.runtime.store.get(metadata.path).decode() == reports[metadata.filename]
+    [read] = [f for f in files if f.step_id == "read"]
+    [other] = [f for f in files if f.step_id == "download"]
+    assert (read.row_count, other.row_count) == (len(reports[read.filename].splitlines()) - 1, None)
     # Listed in the store under the run's output folder, and nothing else was fetched.
     listed = sorted(
-        info.key
-        for info in rig.runtime.store.list(f"jobs/{job_id}/executions/{run.id}/output/")
+        info.key for info in rig.runtime.store.list(f"jobs/{job_id}/executions/{run.id}/output/")
     )
     assert listed == [output_key(job_id, run.id, name) for name in sorted(reports)]
-    # A later step reads a downloaded file through the context.
-    first = context.files[0].filename
-    expected = list(csv.DictReader(io.StringIO(reports[first])))
+    # The later step read the first downloaded file through the context.
+    expected = list(csv.DictReader(io.StringIO(reports[read.filename])))
     assert context.steps["read"].output["rows"] == expected
     assert context.steps["read"].output["columns"] == ["region", "total"]
 

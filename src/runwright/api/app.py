@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from runwright import __version__
 from runwright.api.errors import install_error_handlers
-from runwright.api.routes import jobs, logs, runs, scripts, steps, system
+from runwright.api.routes import jobs, logs, runs, scripts, steps, system, triggers
 from runwright.services.runtime import Runtime
 
 
@@ -23,5 +23,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(scripts.router)
     app.include_router(steps.router)
+    app.include_router(triggers.router)
     app.include_router(system.router)
     return app

@@ -19,6 +19,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(_request: Request, exc: RunwrightError) -> JSONResponse:
         status = exc.status_code if 400 <= exc.status_code < 600 else 500
         headers = {"Retry-After": "5"} if status == 503 else None
+        retry_after = getattr(exc, "retry_after", None)
+        if status == 429 and retry_after is not None:
+            headers = {"Retry-After": str(max(1, round(retry_after)))}
         return JSONResponse({"error": exc.message}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -59,6 +59,11 @@ class RunOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration: float | None
+    trigger_id: int | None = Field(default=None, description="The schedule or webhook.")
+    fired_at: datetime | None = Field(default=None, description="The schedule's fire time.")
+    held: bool = Field(
+        default=False, description="Waiting for the job's active run (concurrency: queue)."
+    )
 
     @classmethod
     def of(cls, run: Run) -> RunOut:
@@ -87,10 +92,13 @@ class RunOut(BaseModel):
             exit_code=run.exit_code,
             log_count=run.log_count,
             created_at=to_datetime(run.created_at),
-            scheduled_at=to_datetime(run.scheduled_at),
+            scheduled_at=None if run.held else to_datetime(run.scheduled_at),
             started_at=to_datetime(run.started_at),
             finished_at=to_datetime(run.finished_at),
             duration=run.duration,
+            trigger_id=run.trigger_id,
+            fired_at=to_datetime(run.fired_at),
+            held=run.held,
         )
 
 
@@ -152,8 +160,13 @@ class JobIn(BaseModel):
     priority: int = 0
     timeout: float | None = Field(default=None, gt=0)
     max_attempts: int = Field(default=1, ge=1, le=1000)
-    parameters: list[dict[str, Any]] = Field(default_factory=list)
+    parameters: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Declared parameters: [{name, type, required, default, description, "
+        "choices}]; type is string, integer, number, boolean, date, datetime or enum.",
+    )
     enabled: bool = True
+    concurrency: str = Field(default="allow", description="allow, skip or queue.")
 
 
 class JobPatch(BaseModel):
@@ -167,6 +180,7 @@ class JobPatch(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1, le=1000)
     parameters: list[dict[str, Any]] | None = None
     enabled: bool | None = None
+    concurrency: str | None = Field(default=None, description="allow, skip or queue.")
 
 
 class PackageOut(BaseModel):
@@ -196,6 +210,7 @@ class JobOut(BaseModel):
     parameters: list[dict[str, Any]]
     enabled: bool
     archived: bool
+    concurrency: str
     current_version: int | None
     total_runs: int
     last_run_id: int | None

@@ -49,6 +49,24 @@ def _level(value: str | None) -> Level | None:
         raise typer.Exit(2) from None
 
 
+PARAM_HELP = (
+    "Declare a parameter: name:type[:required][=default]; types string, integer, number, "
+    "boolean, date, datetime, enum(a|b). Repeat for several."
+)
+CONCURRENCY_HELP = "allow (runs overlap), skip (skip a trigger while a run is active) or queue."
+
+
+def _param_specs(items: list[str] | None) -> list[dict[str, Any]]:
+    from runwright.errors import InvalidRequest
+    from runwright.model.params import parse_param_option
+
+    try:
+        return [parse_param_option(item) for item in items or []]
+    except InvalidRequest as exc:
+        err_console.print(f"[red]Error:[/] {exc.message}")
+        raise typer.Exit(2) from exc
+
+
 # -- job ---------------------------------------------------------------------------
 @job_app.command("create")
 def job_create(
@@ -60,9 +78,13 @@ def job_create(
     queue: Annotated[str, typer.Option()] = "default",
     timeout: Annotated[float | None, typer.Option(help="Seconds per attempt.")] = None,
     max_attempts: Annotated[int, typer.Option(min=1)] = 1,
+    param: Annotated[list[str] | None, typer.Option("--param", help=PARAM_HELP)] = None,
+    concurrency: Annotated[str, typer.Option(help=CONCURRENCY_HELP)] = "allow",
 ) -> None:
     """Create a job (package jobs are also created by their first deploy)."""
     body = {
+        "parameters": _param_specs(param),
+        "concurrency": concurrency,
         "name": name,
         "kind": kind,
         "description": description,
@@ -123,11 +145,18 @@ def job_update(
     timeout: Annotated[float | None, typer.Option()] = None,
     max_attempts: Annotated[int | None, typer.Option(min=1)] = None,
     enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help=PARAM_HELP + " Replaces all.")
+    ] = None,
+    no_params: Annotated[bool, typer.Option("--no-params", help="Declare none.")] = False,
+    concurrency: Annotated[str | None, typer.Option(help=CONCURRENCY_HELP)] = None,
 ) -> None:
     """Change a job's settings."""
     body = {
         key: value
         for key, value in {
+            "parameters": [] if no_params else (_param_specs(param) if param else None),
+            "concurrency": concurrency,
             "description": description,
             "queue": queue,
             "timeout": timeout,

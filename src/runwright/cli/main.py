@@ -21,6 +21,7 @@ from runwright.cli.dev import dev
 from runwright.cli.jobs import deploy, job_app, logs, package_app, run, script_app
 from runwright.cli.processes import scheduler, server, worker
 from runwright.cli.runs import runs_app, submit
+from runwright.cli.triggers import notify_app, schedule_app, webhook_app
 from runwright.cli.variables import var_app
 from runwright.client import Client
 from runwright.db.engine import create_engine
@@ -43,6 +44,9 @@ app.add_typer(job_app, name="job")
 app.add_typer(package_app, name="package")
 app.add_typer(script_app, name="script")
 app.add_typer(var_app, name="var")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(webhook_app, name="webhook")
+app.add_typer(notify_app, name="notify")
 app.command()(deploy)
 app.command()(run)
 app.command()(logs)

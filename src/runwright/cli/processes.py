@@ -19,6 +19,7 @@ import uvicorn
 from runwright.api.app import create_app
 from runwright.cli.common import console, err_console, reported, settings_from
 from runwright.config import Settings
+from runwright.scheduler.loop import SchedulerLoop
 from runwright.scheduler.maintenance import Maintenance
 from runwright.services.runtime import Runtime
 
@@ -61,8 +62,11 @@ def server(
     queues: Annotated[str, typer.Option(help="Queues the embedded worker serves.")] = "default",
     tasks: Annotated[str | None, typer.Option(help="Modules registering task types.")] = None,
     demo: Annotated[bool, typer.Option(help="Create the demo jobs if they are missing.")] = False,
+    scheduler: Annotated[
+        bool, typer.Option(help="Fire schedules and send notifications in this process.")
+    ] = True,
 ) -> None:
-    """REST API, recovery of lost runs and an embedded worker, in one process."""
+    """REST API, scheduler, recovery of lost runs and an embedded worker, in one process."""
     _configure_logging()
     settings = _tasks(settings_from(ctx), tasks)
     if not _port_free(host, port):
@@ -89,8 +93,11 @@ def server(
     )
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     info_path = settings.home / "server.json"
+    cron = SchedulerLoop(runtime)
     with reported():
         maintenance.start()
+        if scheduler:
+            cron.start()
         if workers:
             worker.start()
     info_path.write_text(json.dumps({"url": url, "pid": os.getpid()}))
@@ -114,6 +121,7 @@ def server(
         code = 1
     finally:
         console.print("Stopping: letting running runs finish...")
+        cron.stop()
         if workers:
             worker.stop_and_wait()
         maintenance.stop()
@@ -178,7 +186,8 @@ def worker(
 
 
 def scheduler(ctx: typer.Context) -> None:
-    """Recover runs of dead workers (and, later, fire schedules) until stopped."""
+    """Fire schedules, release queued runs, send notifications and recover runs of dead
+    workers until stopped. Run as many as you like: they share the work."""
     _configure_logging()
     settings = settings_from(ctx)
     with reported():
@@ -187,10 +196,13 @@ def scheduler(ctx: typer.Context) -> None:
         runtime.engine, lease_timeout=settings.lease_timeout, policy=runtime.retry_policy()
     )
     maintenance.start()
+    cron = SchedulerLoop(runtime)
+    cron.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     console.print("runwright scheduler running; Ctrl-C to stop.")
     stop.wait()
+    cron.stop()
     maintenance.stop()
     runtime.close()

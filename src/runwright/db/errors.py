@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import psycopg
 import sqlalchemy as sa
 
-from runwright.errors import DatabaseError, DatabaseUnavailable
+from runwright.errors import Conflict, DatabaseError, DatabaseUnavailable
 
 
 @contextlib.contextmanager
@@ -21,6 +21,10 @@ def translate_errors(action: str) -> Iterator[None]:
                 f"The database is unavailable while trying to {action}: "
                 f"{_first_line(exc.orig)}. It will be retried; check that the database "
                 "server is running and RUNWRIGHT_DATABASE_URL is right."
+            ) from exc
+        if isinstance(exc, sa.exc.IntegrityError):
+            raise Conflict(
+                f"Could not {action}: it conflicts with what is stored ({_first_line(exc.orig)})."
             ) from exc
         raise DatabaseError(
             f"Database error while trying to {action}: {_first_line(exc.orig)}"

@@ -28,6 +28,7 @@ def row_to_job(row: Row[Any]) -> Job:
         parameters=list(row.parameters or []),
         enabled=bool(row.enabled),
         archived=bool(row.archived),
+        concurrency=row.concurrency,
         current_package_id=row.current_package_id,
         total_runs=row.total_runs,
         last_run_id=row.last_run_id,
@@ -62,6 +63,7 @@ JOB_FIELDS = (
     "parameters",
     "enabled",
     "archived",
+    "concurrency",
 )
 
 
@@ -211,6 +213,17 @@ class JobRepository:
                     last_run_at=self._now,
                 )
             )
+
+    def active_run(self, job_id: int) -> int | None:
+        """The oldest queued or running run of a job, if any."""
+        query = (
+            sa.select(sa.func.min(runs.c.id))
+            .where(runs.c.job_id == job_id, runs.c.finished_at.is_(None))
+            .where(runs.c.status.in_(["queued", "running"]))
+        )
+        with translate_errors("look for a job's active run"), read(self.engine) as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else int(found)
 
     def last_runs(self, job_ids: builtins.list[int]) -> dict[int, tuple[str, str | None]]:
         """(status, outcome) of each job's last run."""

@@ -59,6 +59,9 @@ def row_to_run(row: Row[Any]) -> Run:
         package_id=row.package_id,
         environment=row.environment,
         exit_code=row.exit_code,
+        trigger_id=row.trigger_id,
+        fired_at=row.fired_at,
+        held=bool(row.held),
         log_count=row.log_count,
         created_at=row.created_at,
         scheduled_at=row.scheduled_at,
@@ -66,6 +69,8 @@ def row_to_run(row: Row[Any]) -> Run:
         finished_at=row.finished_at,
     )
 
+
+HELD_UNTIL = 32503680000.0  # 3000-01-01: "not before it is released"
 
 _RUN_COLUMNS = [
     c for c in runs.c if c.name not in {"lease_token", "lease_expires_at", "heartbeat_at"}
@@ -96,8 +101,12 @@ class RunRepository:
             "job_id": request.job_id,
             "package_id": request.package_id,
             "environment": request.environment,
+            "trigger_id": request.trigger_id,
+            "fired_at": request.fired_at,
+            "held": request.held,
             "created_at": self._now,
-            "scheduled_at": scheduled,
+            # A held run is out of the claim's reach until the scheduler releases it.
+            "scheduled_at": HELD_UNTIL if request.held else scheduled,
         }
 
     def submit(self, request: SubmitRequest) -> tuple[Run, bool]:
@@ -149,6 +158,13 @@ class RunRepository:
     def get(self, run_id: int) -> Run | None:
         with translate_errors("read a run"), read(self.engine) as conn:
             row = conn.execute(sa.select(*_RUN_COLUMNS).where(runs.c.id == run_id)).first()
+        return None if row is None else row_to_run(row)
+
+    def by_idempotency_key(self, key: str) -> Run | None:
+        with translate_errors("read a run"), read(self.engine) as conn:
+            row = conn.execute(
+                sa.select(*_RUN_COLUMNS).where(runs.c.idempotency_key == key)
+            ).first()
         return None if row is None else row_to_run(row)
 
     def list(self, query: RunFilter) -> builtins.list[Run]:

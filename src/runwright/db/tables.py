@@ -51,6 +51,11 @@ runs = sa.Table(
     sa.Column("environment", sa.String(50), nullable=True),
     sa.Column("exit_code", sa.Integer, nullable=True),
     sa.Column("log_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("trigger_id", BigId, nullable=True),  # the schedule or webhook that started it
+    sa.Column("fired_at", Epoch, nullable=True),  # a schedule's fire time
+    # Queued but not claimable yet: a `queue`-concurrency job's run waiting for the one
+    # before it (its scheduled_at is far in the future until it is released).
+    sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", Epoch, nullable=False),
     sa.Column("scheduled_at", Epoch, nullable=False),
     sa.Column("started_at", Epoch, nullable=True),
@@ -79,6 +84,8 @@ sa.Index(
 sa.Index("ix_runs_status_id", runs.c.status, runs.c.id)
 sa.Index("ix_runs_type_id", runs.c.type, runs.c.id)
 sa.Index("ix_runs_job_id", runs.c.job, runs.c.id)
+# Notifications and concurrency policies look up a job's latest and active runs.
+sa.Index("ix_runs_job_finished", runs.c.job_id, runs.c.finished_at)
 
 workers = sa.Table(
     "workers",
@@ -117,6 +124,7 @@ jobs = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("current_package_id", BigId, nullable=True),
+    sa.Column("concurrency", sa.String(10), nullable=False, server_default="allow"),
     sa.Column("total_runs", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_run_id", BigId, nullable=True),
     sa.Column("last_run_at", Epoch, nullable=True),
@@ -191,4 +199,126 @@ variables = sa.Table(
     sa.Column("created_at", Epoch, nullable=False),
     sa.Column("updated_at", Epoch, nullable=False),
     sa.UniqueConstraint("job_id", "name"),
+)
+
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", BigId, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("cron", sa.String(200), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("start_at", Epoch, nullable=True),
+    sa.Column("end_at", Epoch, nullable=True),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("environment", sa.String(50), nullable=True),
+    sa.Column("misfire", sa.String(10), nullable=False, server_default="skip"),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("next_fire_at", Epoch, nullable=True),  # None: no fire time left (ended)
+    sa.Column("last_fire_at", Epoch, nullable=True),
+    sa.Column("last_run_id", BigId, nullable=True),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+)
+sa.Index(
+    "ix_schedules_due",
+    schedules.c.next_fire_at,
+    postgresql_where=schedules.c.enabled,
+    sqlite_where=schedules.c.enabled,
+)
+
+# One row per schedule and fire time: the unique constraint is what makes a fire time
+# start at most one run, whatever the number of scheduler processes.
+schedule_fires = sa.Table(
+    "schedule_fires",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "schedule_id", BigId, sa.ForeignKey("schedules.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("fire_time", Epoch, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # started, skipped, failed
+    sa.Column("run_id", BigId, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.UniqueConstraint("schedule_id", "fire_time"),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", BigId, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("token_hint", sa.String(12), nullable=False),
+    sa.Column("secret", sa.Text, nullable=True),  # signing secret, Fernet-encrypted
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("rate_limit", sa.Integer, nullable=False, server_default="60"),  # per minute
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("last_called_at", Epoch, nullable=True),
+)
+
+webhook_calls = sa.Table(
+    "webhook_calls",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "webhook_id", BigId, sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("received_at", Epoch, nullable=False),
+    sa.Column("source", sa.String(100), nullable=True),
+    sa.Column("method", sa.String(10), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("run_id", BigId, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    # sha256 of an accepted signature: the same signed request is refused the second time
+    sa.Column("signature", sa.String(64), nullable=True, unique=True),
+)
+sa.Index("ix_webhook_calls_webhook_id", webhook_calls.c.webhook_id, webhook_calls.c.id)
+
+notification_rules = sa.Table(
+    "notification_rules",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("job_id", BigId, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("event", sa.String(30), nullable=False),  # failure, success, recovery, failures
+    sa.Column("threshold", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("channel", sa.String(10), nullable=False),  # webhook, email
+    sa.Column("target", sa.Text, nullable=False),  # URL or address
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", Epoch, nullable=False),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "rule_id",
+        BigId,
+        sa.ForeignKey("notification_rules.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("run_id", BigId, nullable=False),
+    sa.Column("event", sa.String(30), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # pending, sent, failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Epoch, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("sent_at", Epoch, nullable=True),
+    sa.UniqueConstraint("rule_id", "run_id"),
+)
+sa.Index("ix_notifications_pending", notifications.c.status, notifications.c.next_attempt_at)
+
+# Progress markers of background loops that must survive restarts (e.g. up to which
+# finish time runs were checked for notifications).
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", Epoch, nullable=False),
 )

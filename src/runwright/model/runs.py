@@ -29,6 +29,9 @@ class SubmitRequest:
     job_id: int | None = None
     package_id: int | None = None
     environment: str | None = None
+    trigger_id: int | None = None  # the schedule or webhook
+    fired_at: float | None = None  # a schedule's fire time
+    held: bool = False  # wait for the job's active run (concurrency: queue)
 
     def __post_init__(self) -> None:
         problems = validate_submit(self)
@@ -111,6 +114,9 @@ class Run:
     package_id: int | None = None
     environment: str | None = None
     exit_code: int | None = None
+    trigger_id: int | None = None
+    fired_at: float | None = None
+    held: bool = False
     log_count: int = 0
     created_at: float = 0.0
     scheduled_at: float = 0.0
@@ -201,6 +207,7 @@ class Job:
     parameters: list[dict[str, Any]]
     enabled: bool
     archived: bool
+    concurrency: str = "allow"
     current_package_id: int | None
     total_runs: int
     last_run_id: int | None

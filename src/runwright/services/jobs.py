@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -21,13 +21,23 @@ from runwright.artifacts.package import (
 from runwright.db.jobs import JobRepository
 from runwright.errors import Conflict, InvalidRequest, NotFound
 from runwright.model.manifest import MANIFEST_NAME, STEPS_NAME, check_environment
+from runwright.model.params import parse_specs, validate_params
 from runwright.model.runs import Job, Package, Run, SubmitRequest
 from runwright.model.steps import parse_definition
 from runwright.services.runs import RunService
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 KINDS = ("task", "script", "package", "steps")
+CONCURRENCY = ("allow", "skip", "queue")
 CODE_KINDS = ("script", "package", "steps")
+
+
+class Skipped(Conflict):
+    """A trigger skipped by the job's concurrency policy (``skip``)."""
+
+    def __init__(self, message: str, *, active_run: int) -> None:
+        super().__init__(message)
+        self.active_run = active_run
 
 
 def kind_for(current: str, manifest: dict[str, Any]) -> str:
@@ -59,6 +69,7 @@ class JobSettings:
     max_attempts: int | None = None
     parameters: list[dict[str, Any]] | None = None
     enabled: bool | None = None
+    concurrency: str | None = None
 
     def values(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__slots__}
@@ -77,6 +88,9 @@ class RunOptions:
     idempotency_key: str | None = None
     scheduled_at: float | None = None
     trigger: str = "api"
+    trigger_id: int | None = None
+    fired_at: float | None = None
+    webhook: dict[str, Any] | None = None  # payload, query_params, headers of the call
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +161,14 @@ class JobService:
             raise InvalidRequest("timeout must be a positive number of seconds.")
         if "queue" in values and not 1 <= len(values["queue"]) <= 100:
             raise InvalidRequest("queue must be 1 to 100 characters.")
+        if "concurrency" in values and values["concurrency"] not in CONCURRENCY:
+            raise InvalidRequest(
+                f"concurrency must be one of {', '.join(CONCURRENCY)}: allow (runs overlap), "
+                "skip (a trigger while a run is active is skipped) or queue (it waits)."
+            )
+        if "parameters" in values:
+            specs = parse_specs(values["parameters"])
+            values["parameters"] = [s.model_dump(exclude_none=True) for s in specs]
 
     # -- packages ------------------------------------------------------------------
     def deploy(
@@ -250,12 +272,32 @@ class JobService:
 
     # -- runs ----------------------------------------------------------------------
     def run(self, name: str, options: RunOptions) -> Run:
+        """Start a run; None-free: raises Skipped when the job's concurrency policy
+        is ``skip`` and a run of it is active."""
         job = self.get(name)
         if job.archived:
             raise Conflict(f"Job {name!r} is archived; it cannot run.")
         if not job.enabled:
             raise Conflict(f"Job {name!r} is disabled; enable it with `runwright job update`.")
         environment = check_environment(options.environment) if options.environment else None
+        if options.idempotency_key:
+            # A repeated trigger gets its first run back, whatever the policies say now.
+            existing = self._runs.by_idempotency_key(options.idempotency_key)
+            if existing is not None:
+                return existing
+        params = validate_params(parse_specs(job.parameters), options.params, job=job.name)
+        options = replace(options, params=params)
+        held = False
+        if job.concurrency != "allow":
+            active = self._jobs.active_run(job.id)
+            if active is not None and job.concurrency == "skip":
+                raise Skipped(
+                    f"Job {name!r} already has run {active} active and its concurrency is "
+                    f"'skip'; this trigger was skipped. Set concurrency to 'queue' or 'allow' "
+                    "to change that.",
+                    active_run=active,
+                )
+            held = job.concurrency == "queue"
         payload, package = self._payload(job, options, environment)
         kind = kind_for(job.kind, package.manifest) if package is not None else job.kind
         request = SubmitRequest(
@@ -272,6 +314,9 @@ class JobService:
             package_id=package.id if package else None,
             environment=environment,
             trigger=options.trigger,
+            trigger_id=options.trigger_id,
+            fired_at=options.fired_at,
+            held=held,
         )
         submitted = self._runs.submit(request, check_type=job.kind == "task")
         if submitted.created:
@@ -307,4 +352,6 @@ class JobService:
             "args": options.args,
             "environment": environment,
         }
+        if options.webhook is not None:
+            payload["webhook"] = options.webhook
         return payload, package

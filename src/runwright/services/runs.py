@@ -57,6 +57,9 @@ class RunService:
             self._waker.wake()
         return Submitted(run=run, created=created)
 
+    def by_idempotency_key(self, key: str) -> Run | None:
+        return self._runs.by_idempotency_key(key)
+
     def submit_many(self, requests: Sequence[SubmitRequest]) -> builtins.list[int]:
         for name in sorted({r.type for r in requests}):
             self._check_type(name)

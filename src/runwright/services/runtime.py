@@ -15,6 +15,7 @@ from runwright.db.jobs import JobRepository
 from runwright.db.logs import LogRepository
 from runwright.db.notify import Waker
 from runwright.db.runs import RunRepository
+from runwright.db.schedules import ScheduleRepository
 from runwright.db.schema import ensure_schema
 from runwright.db.steps import RunStepRepository
 from runwright.db.variables import VariableRepository
@@ -22,10 +23,13 @@ from runwright.db.workers import WorkerRegistry
 from runwright.model.retry import RetryPolicy
 from runwright.services.contexts import ContextStore
 from runwright.services.jobs import JobService
+from runwright.services.notifications import NotificationService
 from runwright.services.runs import RunService
+from runwright.services.schedules import ScheduleService
 from runwright.services.scripts import ScriptService
 from runwright.services.secrets import SecretBox
 from runwright.services.variables import VariableService
+from runwright.services.webhooks import WebhookService
 from runwright.worker.logsink import LogSink
 from runwright.worker.registry import (
     TaskRegistry,
@@ -50,6 +54,9 @@ class Runtime:
     variables: VariableService
     steps: RunStepRepository
     contexts: ContextStore
+    schedules: ScheduleService
+    webhooks: WebhookService
+    notifications: NotificationService
     _sinks: list[LogSink] = field(default_factory=list)
     _engines: list[Engine] = field(default_factory=list)
 
@@ -84,10 +91,9 @@ class Runtime:
         )
         job_repository = JobRepository(engine)
         jobs = JobService(jobs=job_repository, runs=runs, store=store)
+        box = SecretBox.from_settings(settings)
         variables = VariableService(
-            variables=VariableRepository(engine),
-            jobs=job_repository,
-            box=SecretBox.from_settings(settings),
+            variables=VariableRepository(engine), jobs=job_repository, box=box
         )
         return cls(
             settings=settings,
@@ -102,6 +108,15 @@ class Runtime:
             variables=variables,
             steps=RunStepRepository(engine),
             contexts=ContextStore(store),
+            schedules=ScheduleService(
+                schedules=ScheduleRepository(engine),
+                jobs=jobs,
+                misfire_grace=settings.schedule_misfire_grace,
+            ),
+            webhooks=WebhookService(
+                engine=engine, jobs=jobs, box=box, max_body=settings.webhook_max_bytes
+            ),
+            notifications=NotificationService(engine=engine, jobs=jobs, settings=settings),
         )
 
     def retry_policy(self) -> RetryPolicy:

@@ -61,6 +61,7 @@ def job_out(runtime: Runtime, job: Job, last: tuple[str, str | None] | None = No
         parameters=job.parameters,
         enabled=job.enabled,
         archived=job.archived,
+        concurrency=job.concurrency,
         current_version=current.version if current else None,
         total_runs=job.total_runs,
         last_run_id=job.last_run_id,
@@ -86,6 +87,7 @@ def create_job(body: JobIn, runtime: RuntimeDep) -> JobOut:
             max_attempts=body.max_attempts,
             parameters=body.parameters,
             enabled=body.enabled,
+            concurrency=body.concurrency,
         ),
     )
     return job_out(runtime, job)
