@@ -7,6 +7,8 @@
     sdk.config          # merged configuration for the run's environment (dict)
     sdk.environment     # e.g. "production" (None for the base configuration)
     sdk.run_id, sdk.job
+    sdk.webhook         # the webhook call that started the run: payload, query_params,
+                        # headers (None for other triggers)
     sdk.context         # in a python step of a multi-step job: the job context
                         # (steps and their outputs, variables, params, webhook, files)
     sdk.step            # ... and the id of the step being run
@@ -37,6 +39,7 @@ __all__ = [
     "run_id",
     "set_result",
     "step",
+    "webhook",
 ]
 
 _FD_VARIABLE = "RUNWRIGHT_SDK_FD"
@@ -59,6 +62,8 @@ config: dict[str, Any] = dict(_context.get("config") or {})
 environment: str | None = _context.get("environment")
 run_id: int | None = _context.get("run_id")
 job: str | None = _context.get("job")
+# The webhook call that started the run: {"payload", "query_params", "headers"} (or None)
+webhook: dict[str, Any] | None = _context.get("webhook")
 context: dict[str, Any] = {}
 step: str | None = None
 

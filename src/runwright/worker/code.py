@@ -210,6 +210,7 @@ class CodeExecutor:
                     "environment": run.environment,
                     "params": run.params,
                     "args": run.args,
+                    "webhook": run.webhook,
                     "config": config,
                 }
             )
