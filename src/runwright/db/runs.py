@@ -155,6 +155,31 @@ class RunRepository:
             ids = list(conn.execute(statement, rows).scalars())
         return ids
 
+    def submit_keyed(self, requests: Sequence[SubmitRequest]) -> dict[str, tuple[int, bool]]:
+        """Insert many runs that all carry idempotency keys, in one transaction; a key
+        already used keeps its run. Returns key -> (run id, created)."""
+        keys = [r.idempotency_key for r in requests]
+        if not requests or any(k is None for k in keys):
+            raise ValueError("submit_keyed needs an idempotency key on every request")
+        rows = []
+        for request in requests:
+            values = self._values(request)
+            values["created_at"] = None
+            values["scheduled_at"] = request.scheduled_at
+            rows.append(values)
+        statement = self._insert.values(
+            created_at=self._now,
+            scheduled_at=sa.func.coalesce(sa.bindparam("scheduled_at", type_=sa.Float), self._now),
+        ).on_conflict_do_nothing(index_elements=[runs.c.idempotency_key])
+        lookup = sa.select(runs.c.idempotency_key, runs.c.id).where(
+            runs.c.idempotency_key.in_(keys)
+        )
+        with translate_errors("submit runs"), write(self.engine) as conn:
+            before = {key for key, _ in conn.execute(lookup)}
+            conn.execute(statement, rows)
+            after = {key: run_id for key, run_id in conn.execute(lookup)}
+        return {key: (after[key], key not in before) for key in after}
+
     def get(self, run_id: int) -> Run | None:
         with translate_errors("read a run"), read(self.engine) as conn:
             row = conn.execute(sa.select(*_RUN_COLUMNS).where(runs.c.id == run_id)).first()

@@ -198,6 +198,82 @@ class ScheduleRepository:
         with self._on(conn) as target:
             return target.execute(statement).rowcount > 0
 
+    def record_fires(
+        self, conn: Connection | None, fires: builtins.list[Fire]
+    ) -> builtins.list[Fire]:
+        """Record many fires at once; returns those recorded here (not by another
+        scheduler first)."""
+        if not fires:
+            return []
+        keys = sa.tuple_(schedule_fires.c.schedule_id, schedule_fires.c.fire_time)
+        wanted = [(f.schedule_id, f.fire_time) for f in fires]
+        statement = self._insert(schedule_fires).on_conflict_do_nothing(
+            index_elements=[schedule_fires.c.schedule_id, schedule_fires.c.fire_time]
+        )
+        rows = [
+            {
+                "schedule_id": f.schedule_id,
+                "fire_time": f.fire_time,
+                "status": f.status,
+                "run_id": f.run_id,
+                "reason": f.reason,
+                "created_at": f.created_at,
+            }
+            for f in fires
+        ]
+        with self._on(conn) as target:
+            before = set()
+            for chunk in range(0, len(wanted), 500):
+                before |= {
+                    (row[0], row[1])
+                    for row in target.execute(
+                        sa.select(schedule_fires.c.schedule_id, schedule_fires.c.fire_time).where(
+                            keys.in_(wanted[chunk : chunk + 500])
+                        )
+                    )
+                }
+            target.execute(statement, rows)
+        return [f for f in fires if (f.schedule_id, f.fire_time) not in before]
+
+    def advance_many(
+        self,
+        conn: Connection | None,
+        moves: builtins.list[tuple[Schedule, float | None, float | None, int | None]],
+    ) -> None:
+        """(schedule, next fire, last fire, last run) for many schedules, each a
+        compare-and-set on the fire time it was read with."""
+        if not moves:
+            return
+        statement = (
+            sa.update(schedules)
+            .where(
+                schedules.c.id == sa.bindparam("b_id"),
+                schedules.c.next_fire_at == sa.bindparam("b_old", type_=sa.Float),
+            )
+            .values(
+                next_fire_at=sa.bindparam("b_next", type_=sa.Float),
+                last_fire_at=sa.func.coalesce(
+                    sa.bindparam("b_last", type_=sa.Float), schedules.c.last_fire_at
+                ),
+                last_run_id=sa.func.coalesce(
+                    sa.bindparam("b_run", type_=sa.BigInteger), schedules.c.last_run_id
+                ),
+            )
+        )
+        rows = [
+            {
+                "b_id": schedule.id,
+                "b_old": schedule.next_fire_at,
+                "b_next": next_fire,
+                "b_last": last_fire,
+                "b_run": last_run,
+            }
+            for schedule, next_fire, last_fire, last_run in moves
+        ]
+        with self._on(conn) as target:
+            # One statement for all (executemany): a compare-and-set per schedule.
+            target.execute(statement, rows)
+
     def fires(self, schedule_id: int, limit: int = 20) -> builtins.list[Fire]:
         query = (
             sa.select(schedule_fires)

@@ -13,6 +13,7 @@ schedule's IANA time zone, which gives the daylight-saving rule:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -63,6 +64,9 @@ class Timing:
 
     def next_after(self, moment: float) -> float | None:
         """The first fire time strictly after ``moment`` (epoch), or None past the end."""
+        return _next_after(self, moment)
+
+    def _compute_next(self, moment: float) -> float | None:
         after = moment
         if self.start_at is not None and self.start_at - 1e-6 > after:
             after = self.start_at - 1e-6
@@ -94,6 +98,13 @@ class Timing:
             fires.append(fire)
             fire = self.next_after(fire)
         return fires
+
+
+@functools.lru_cache(maxsize=4096)
+def _next_after(timing: Timing, moment: float) -> float | None:
+    # Many schedules share an expression and a fire time (every hour on the hour):
+    # a scheduler pass computes each distinct one once.
+    return timing._compute_next(moment)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from runwright.artifacts.package import (
     read_package_files,
 )
 from runwright.db.jobs import JobRepository
-from runwright.errors import Conflict, InvalidRequest, NotFound
+from runwright.errors import Conflict, InvalidRequest, NotFound, RunwrightError
 from runwright.model.manifest import MANIFEST_NAME, STEPS_NAME, check_environment
 from runwright.model.params import parse_specs, validate_params
 from runwright.model.runs import Job, Package, Run, SubmitRequest
@@ -323,12 +323,75 @@ class JobService:
             self._jobs.record_run(job.id, submitted.run.id)
         return submitted.run
 
+    def by_ids(self, job_ids: builtins.list[int]) -> dict[int, Job]:
+        return self._jobs.by_ids(job_ids)
+
+    def run_batch(
+        self, job: Job, batch: builtins.list[RunOptions]
+    ) -> builtins.list[int | RunwrightError]:
+        """Start many runs of one job in one transaction: for triggers that fire
+        together (a scheduler pass). Every option needs an idempotency key; the job's
+        concurrency must be ``allow``. Returns, per option, the run id or the error."""
+        if job.concurrency != "allow" or not job.enabled or job.archived:
+            raise Conflict(f"Job {job.name!r} cannot take a batch of runs now.")
+        outcomes: builtins.list[int | RunwrightError] = []
+        requests: builtins.list[SubmitRequest] = []
+        where: builtins.list[int] = []
+        specs = parse_specs(job.parameters)
+        package = self.current_package(job) if job.kind != "task" else None
+        for options in batch:
+            try:
+                environment = (
+                    check_environment(options.environment) if options.environment else None
+                )
+                params = validate_params(specs, options.params, job=job.name)
+                options = replace(options, params=params)
+                payload, package = self._payload(job, options, environment, package)
+                kind = kind_for(job.kind, package.manifest) if package is not None else job.kind
+                requests.append(
+                    SubmitRequest(
+                        type=job.task_type if job.kind == "task" and job.task_type else kind,
+                        payload=payload,
+                        queue=options.queue or job.queue,
+                        priority=options.priority if options.priority is not None else job.priority,
+                        max_attempts=options.max_attempts or job.max_attempts,
+                        timeout=options.timeout or job.timeout,
+                        idempotency_key=options.idempotency_key,
+                        scheduled_at=options.scheduled_at,
+                        job=job.name,
+                        job_id=job.id,
+                        package_id=package.id if package else None,
+                        environment=environment,
+                        trigger=options.trigger,
+                        trigger_id=options.trigger_id,
+                        fired_at=options.fired_at,
+                    )
+                )
+                where.append(len(outcomes))
+                outcomes.append(0)
+            except RunwrightError as exc:
+                outcomes.append(exc)
+        if not requests:
+            return outcomes
+        submitted = self._runs.submit_keyed(requests)
+        created = [run_id for run_id, new in submitted.values() if new]
+        for index, request in zip(where, requests, strict=True):
+            assert request.idempotency_key is not None
+            outcomes[index] = submitted[request.idempotency_key][0]
+        if created:
+            self._jobs.record_runs(job.id, len(created), max(created))
+        return outcomes
+
     def _payload(
-        self, job: Job, options: RunOptions, environment: str | None
+        self,
+        job: Job,
+        options: RunOptions,
+        environment: str | None,
+        package: Package | None = None,
     ) -> tuple[Any, Package | None]:
         if job.kind == "task":
             return options.params, None
-        package = self.current_package(job)
+        package = package or self.current_package(job)
         if package is None:
             raise Conflict(
                 f"Job {job.name!r} has no code yet; deploy it with `runwright deploy DIR "

@@ -57,6 +57,13 @@ class RunService:
             self._waker.wake()
         return Submitted(run=run, created=created)
 
+    def submit_keyed(self, requests: Sequence[SubmitRequest]) -> dict[str, tuple[int, bool]]:
+        """Many keyed runs in one transaction (the scheduler's batch of fires)."""
+        result = self._runs.submit_keyed(requests)
+        if any(created for _, created in result.values()) and self._waker is not None:
+            self._waker.wake()
+        return result
+
     def by_idempotency_key(self, key: str) -> Run | None:
         return self._runs.by_idempotency_key(key)
 

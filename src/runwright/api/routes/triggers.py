@@ -292,12 +292,19 @@ HOOK_ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.api_route(
+@router.get(
     "/hooks/{token}",
-    methods=["GET", "POST"],
     status_code=status.HTTP_202_ACCEPTED,
     responses=HOOK_ERRORS,
     tags=["webhooks"],
+    operation_id="call_webhook_get",
+)
+@router.post(
+    "/hooks/{token}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=HOOK_ERRORS,
+    tags=["webhooks"],
+    operation_id="call_webhook_post",
 )
 async def call_webhook(
     token: str,
