@@ -266,7 +266,7 @@ class JobContext:
                 created_at=float(data.get("created_at") or 0.0),
                 updated_at=float(data.get("updated_at") or 0.0),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidRequest(f"the saved context is malformed: {exc}") from exc
 
 

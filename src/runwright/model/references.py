@@ -56,7 +56,25 @@ def describe_missing(container: Any, name: Any) -> str:
 
 
 class _Environment(SandboxedEnvironment):
-    """Keys before attributes; no attributes of Python objects at all."""
+    """Keys before attributes; no attributes of Python objects at all; repetition and
+    powers bounded so that a reference cannot build gigabytes in the worker."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                    if len(seq) * max(times, 0) > _MAX_RENDERED:
+                        raise SecurityError(
+                            f"repeating a value {times:,} times would exceed "
+                            f"{_MAX_RENDERED:,} items"
+                        )
+            return left * right
+        if isinstance(left, int) and isinstance(right, int) and right > 0:
+            if max(left.bit_length(), 1) * right > 64_000:
+                raise SecurityError("the power is too large")
+        return left**right
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Undefined):
@@ -102,7 +120,31 @@ def _tojson(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-_environment = _Environment(undefined=_Missing, autoescape=False, keep_trailing_newline=True)
+def _plain(value: Any) -> Any:
+    """Refuse what is not JSON data (a missing key inside a list, a function, a type,
+    Jinja's own objects): references produce data, nothing else."""
+    if isinstance(value, Undefined):
+        str(value)  # raises, naming the missing key
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        for item in value:
+            _plain(item)
+        return value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _plain(key)
+            _plain(item)
+        return value
+    raise SecurityError(
+        f"a reference must give data (text, numbers, lists, objects), not {type(value).__name__}"
+    )
+
+
+_environment = _Environment(
+    undefined=_Missing, autoescape=False, keep_trailing_newline=True, finalize=_plain
+)
+_environment.globals.clear()  # no range(), dict(), lipsum(), cycler(), namespace()
 _environment.filters["tojson"] = _tojson
 
 
@@ -145,9 +187,13 @@ def render_value(text: str, scope: dict[str, Any]) -> Any:
     try:
         if single is not None and "{%" not in text:
             expression: Callable[..., Any] = _compile_expression(single.group("expr"))
-            value = expression(**scope)
-            if isinstance(value, StrictUndefined):
-                str(value)  # raises with the missing key
+            value = _plain(expression(**scope))
+            size = len(value) if isinstance(value, str) else _size(value)
+            if size > _MAX_RENDERED:
+                raise ReferenceError_(
+                    f"reference {text.strip()!r} gave {size:,} characters of data; the limit "
+                    f"is {_MAX_RENDERED:,}"
+                )
             return value
         rendered = _environment.from_string(text).render(**scope)
     except UndefinedError as exc:
@@ -164,6 +210,14 @@ def render_value(text: str, scope: dict[str, Any]) -> Any:
             f"{_MAX_RENDERED:,}"
         )
     return rendered
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, list | tuple | dict):
+        import json
+
+        return len(json.dumps(value, default=str))
+    return 0
 
 
 def _compile_expression(source: str) -> Callable[..., Any]:
