@@ -64,16 +64,15 @@ class _Environment(SandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int):
-                    if len(seq) * max(times, 0) > _MAX_RENDERED:
-                        raise SecurityError(
-                            f"repeating a value {times:,} times would exceed "
-                            f"{_MAX_RENDERED:,} items"
-                        )
+                sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
+                if sized and len(seq) * max(times, 0) > _MAX_RENDERED:
+                    raise SecurityError(
+                        f"repeating a value {times:,} times would exceed {_MAX_RENDERED:,} items"
+                    )
             return left * right
-        if isinstance(left, int) and isinstance(right, int) and right > 0:
-            if max(left.bit_length(), 1) * right > 64_000:
-                raise SecurityError("the power is too large")
+        integers = isinstance(left, int) and isinstance(right, int) and right > 0
+        if integers and max(left.bit_length(), 1) * right > 64_000:
+            raise SecurityError("the power is too large")
         return left**right
 
     def getattr(self, obj: Any, attribute: str) -> Any:
