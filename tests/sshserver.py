@@ -14,6 +14,7 @@ Tests use the session fixture ``ssh_server`` (tests/conftest.py). They run as ro
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pwd
 import re
@@ -37,6 +38,7 @@ USERNAME = "rwtest"
 PASSWORD = "rw-Test-pass-5f1c9a"
 START_TIMEOUT = 15.0
 PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it
+USER_LOCK = Path(tempfile.gettempdir()) / "runwright-tests-rwtest-user.lock"
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,15 @@ def _keygen(path: Path, comment: str) -> tuple[str, str]:
     return path.read_text(), f"{public[0]} {public[1]}"
 
 
-def _retry(command: list[str], *, ok_codes: tuple[int, ...] = (0,), what: str) -> None:
+def _retry(
+    command: list[str], *, what: str, ok_codes: tuple[int, ...] = (0,), stdin: str | None = None
+) -> None:
     """Run a user-database command, again while another process holds its lock."""
     deadline = time.monotonic() + 20
     while True:
-        done = _run(command)
+        done = subprocess.run(
+            command, input=stdin, capture_output=True, text=True, timeout=30, check=False
+        )
         if done.returncode in ok_codes:
             return
         busy = "lock" in done.stderr.lower() or "try again" in done.stderr.lower()
@@ -98,39 +104,32 @@ def _retry(command: list[str], *, ok_codes: tuple[int, ...] = (0,), what: str) -
 
 
 def ensure_user(username: str = USERNAME, password: str = PASSWORD) -> Path:
-    """Create the local user with a home folder (idempotent, also when several
-    processes try at once) and set its password; returns the home folder."""
+    """Create the local user with a home folder (idempotent) and set its password;
+    returns the home folder.
+
+    Processes of one machine (xdist workers) take turns through a file lock: useradd
+    checks for the name before it locks /etc/passwd, so two of them at once can both
+    add the user, the second replacing the first's entry with another uid (and
+    leaving the home to the first uid)."""
     if os.geteuid() != 0:
         raise SshServerFailed("the SFTP tests create a local user and must run as root")
-    try:
-        pwd.getpwnam(username)
-    except KeyError:
-        # Exit code 9: the user exists already (another xdist worker was faster).
-        _retry(
-            ["useradd", "--create-home", "--shell", "/bin/sh", username],
-            ok_codes=(0, 9),
-            what=f"useradd {username}",
-        )
-    entry = pwd.getpwnam(username)
-    home = Path(entry.pw_dir)
-    if not home.is_dir():  # the user existed without its home
-        home.mkdir(parents=True, exist_ok=True)
-        os.chown(home, entry.pw_uid, entry.pw_gid)
-    done = subprocess.run(
-        ["chpasswd"], input=f"{username}:{password}\n", capture_output=True, text=True, timeout=30
-    )
-    deadline = time.monotonic() + 20
-    while done.returncode != 0:
-        if time.monotonic() > deadline:
-            raise SshServerFailed(f"chpasswd failed: {done.stderr.strip()}")
-        time.sleep(0.2)
-        done = subprocess.run(
-            ["chpasswd"],
-            input=f"{username}:{password}\n",
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+    with USER_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            pwd.getpwnam(username)
+        except KeyError:
+            # Exit code 9: the user exists already (created by something else meanwhile).
+            _retry(
+                ["useradd", "--create-home", "--shell", "/bin/sh", username],
+                what=f"useradd {username}",
+                ok_codes=(0, 9),
+            )
+        entry = pwd.getpwnam(username)
+        home = Path(entry.pw_dir)
+        home.mkdir(parents=True, exist_ok=True)  # the user may exist without its home
+        if (home.stat().st_uid, home.stat().st_gid) != (entry.pw_uid, entry.pw_gid):
+            os.chown(home, entry.pw_uid, entry.pw_gid)
+        _retry(["chpasswd"], stdin=f"{username}:{password}\n", what="chpasswd")
     return home
 
 

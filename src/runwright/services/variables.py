@@ -42,13 +42,28 @@ class ResolvedVariables:
     sensitive: frozenset[str]  # names
 
     def secrets(self) -> set[str]:
-        """The sensitive values as text, for masking (very short ones would mask noise)."""
-        found = set()
+        """The sensitive values as text, for masking: each whole value and every
+        string or number inside an object or list (``{{ variables.creds.password }}``
+        must be masked too). Very short ones would mask noise."""
+        found: set[str] = set()
+
+        def add(value: Any) -> None:
+            if isinstance(value, dict):
+                for item in value.values():
+                    add(item)
+            elif isinstance(value, list):
+                for item in value:
+                    add(item)
+            elif value is not None and not isinstance(value, bool):
+                text = str(value)
+                if len(text) >= 3:
+                    found.add(text)
+
         for name in self.sensitive:
             value = self.values.get(name)
-            text = value if isinstance(value, str) else json.dumps(value)
-            if len(text) >= 3:
-                found.add(text)
+            add(value)
+            if isinstance(value, dict | list):
+                found.add(json.dumps(value))
         return found
 
 

@@ -159,8 +159,14 @@ class Worker:
         return self._stopped.wait(timeout)
 
     def stop_and_wait(self, grace: float | None = None) -> None:
+        """Stop, and return once no thread of this worker touches the database: the
+        engine may be disposed right after."""
         self.stop(grace=grace)
         self._loop_thread.join()
+        if self._beat_thread.is_alive():
+            self._beat_thread.join()
+        if self._listener is not None and self._listener.is_alive():
+            self._listener.join(timeout=5)
 
     @property
     def running(self) -> int:
