@@ -134,8 +134,15 @@ def coerce(spec: ParameterSpec, value: Any) -> Any:
             return parsed.isoformat()
         raise InvalidRequest(problem)
     # enum: the choices are compared as given, or as text for values from query strings
+    if isinstance(value, bool):
+        raise InvalidRequest(problem)  # True == 1 in Python; not as a choice
     for choice in spec.choices or []:
-        if value == choice or (isinstance(value, str) and value == str(choice)):
+        if value == choice and type(value) is type(choice):
+            return choice
+    # Text and numbers meet as text: a query string sends "2", a CLI declaration
+    # (enum(1|2)) holds "2", and `-p level=2` sends the number.
+    for choice in spec.choices or []:
+        if isinstance(value, str | int | float) and str(value) == str(choice):
             return choice
     raise InvalidRequest(problem)
 
