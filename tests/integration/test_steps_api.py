@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from runwright.api.app import create_app
+from runwright.artifacts.keys import context_key
 from runwright.config import Settings
 from runwright.db.tables import variables as variables_table
 from runwright.services.runtime import Runtime
@@ -116,9 +117,7 @@ def error_of(response: Any) -> str:
 
 
 # -- PUT /api/jobs/{name}/steps ------------------------------------------------------------------
-def test_put_steps_creates_a_steps_job_and_runs_it(
-    client: TestClient, worker: Worker
-) -> None:
+def test_put_steps_creates_a_steps_job_and_runs_it(client: TestClient, worker: Worker) -> None:
     first = deployed(client, "report", shell("hello", "echo hello {{ params.who }}"))
     assert first["created"] is True
     assert first["uploaded"] is True
@@ -240,7 +239,10 @@ def test_put_steps_with_a_python_module_that_is_not_there(client: TestClient) ->
 @pytest.mark.parametrize(
     ("steps", "path"),
     [
-        ([{"id": "a", "uses": "http", "with": {"url": "https://x", "methd": "GET"}}], "steps[0].with.methd"),
+        (
+            [{"id": "a", "uses": "http", "with": {"url": "https://x", "methd": "GET"}}],
+            "steps[0].with.methd",
+        ),
         ([shell("a", "x"), {"id": "b", "uses": "ftp", "with": {}}], "steps[1].uses"),
         ([shell("a", "x"), shell("a", "y")], "steps[1].id"),
         ([shell("1a", "x")], "steps[0].id"),
@@ -295,7 +297,7 @@ def test_put_steps_on_a_task_or_script_job_is_a_conflict(client: TestClient) -> 
     assert "script job" in error_of(response)
 
 
-# -- a run's steps and context -----------------------------------------------------------------------
+# -- a run's steps and context -------------------------------------------------------------------
 def test_steps_and_context_of_unknown_and_non_steps_runs(
     client: TestClient, worker: Worker
 ) -> None:
@@ -323,7 +325,40 @@ def test_the_context_of_a_steps_run_that_has_not_started(client: TestClient) -> 
     assert client.get(f"/api/runs/{run['id']}/steps").json() == []
 
 
-# -- resume -----------------------------------------------------------------------------------------
+def test_an_unreadable_saved_context_is_a_4xx_naming_the_run(
+    client: TestClient, runtime: Runtime
+) -> None:
+    job_id = deployed(client, "damaged", shell("a", "echo a"))["job"]["id"]
+    run = start(client, "damaged")  # no worker: nothing overwrites the context below
+    key = context_key(job_id, run["id"])
+    runtime.store.put(key, b"{not json")
+    response = client.get(f"/api/runs/{run['id']}/context")
+    assert response.status_code == 422
+    assert f"The saved context of run {run['id']} of job damaged is not valid JSON" in error_of(
+        response
+    )
+    runtime.store.put(key, json.dumps({"format": 9, "execution_id": run["id"]}).encode())
+    response = client.get(f"/api/runs/{run['id']}/context")
+    assert response.status_code == 422
+    assert "this version of runwright reads format 1" in error_of(response)
+
+
+# Regression (fixed in e3f1904 after the unit test in tests/unit/test_job_context.py
+# found it): a saved context whose step state is not an object raised AttributeError, and
+# the API answered 500 instead of a 4xx naming the run.
+def test_a_saved_context_with_a_malformed_step_is_a_4xx_not_a_500(
+    client: TestClient, runtime: Runtime
+) -> None:
+    job_id = deployed(client, "damaged2", shell("a", "echo a"))["job"]["id"]
+    run = start(client, "damaged2")
+    data = {"execution_id": run["id"], "job_id": job_id, "steps": {"a": None}}
+    runtime.store.put(context_key(job_id, run["id"]), json.dumps(data).encode())
+    response = client.get(f"/api/runs/{run['id']}/context")
+    assert response.status_code == 422
+    assert "is unreadable" in error_of(response)
+
+
+# -- resume --------------------------------------------------------------------------------------
 def test_resume_only_failed_steps_runs(client: TestClient, worker: Worker) -> None:
     deployed(client, "good", shell("a", "echo fine"))
     good = wait_final(client, start(client, "good")["id"])
@@ -379,7 +414,7 @@ def test_resume_a_failed_run_from_its_failed_step(client: TestClient, worker: Wo
     assert again.status_code == 409
 
 
-# -- variables -------------------------------------------------------------------------------------------
+# -- variables -----------------------------------------------------------------------------------
 def test_variables_put_get_delete(client: TestClient) -> None:
     assert client.get("/api/variables").json() == []
     put = client.put(
@@ -445,9 +480,7 @@ SECRET = "tr0ub4dor-3-horse"
 def test_a_sensitive_variable_is_never_returned_and_is_encrypted(
     client: TestClient, runtime: Runtime
 ) -> None:
-    put = client.put(
-        "/api/variables/api_token", json={"value": SECRET, "sensitive": True}
-    )
+    put = client.put("/api/variables/api_token", json={"value": SECRET, "sensitive": True})
     assert put.status_code == 200, put.text
     assert put.json()["value"] is None
     assert put.json()["sensitive"] is True
@@ -496,9 +529,7 @@ def test_a_sensitive_variable_is_masked_in_the_api_context(
     assert SECRET not in json.dumps(client.get(f"/api/runs/{run['id']}").json())
 
 
-@pytest.mark.parametrize(
-    "name", ["1abc", "has-dash", "has space", "a.b", "x" * 101, "é"]
-)
+@pytest.mark.parametrize("name", ["1abc", "has-dash", "has space", "a.b", "x" * 101, "é"])
 def test_an_invalid_variable_name_is_a_422(client: TestClient, name: str) -> None:
     response = client.put(f"/api/variables/{name}", json={"value": 1})
     assert response.status_code == 422, response.text
@@ -524,8 +555,13 @@ def test_a_variable_value_over_64_kib_is_a_422(client: TestClient) -> None:
 
 
 def test_a_variable_body_is_checked(client: TestClient) -> None:
-    assert client.put("/api/variables/x", json={"sensitive": "maybe", "value": 1}).status_code == 422
-    assert client.put("/api/variables/x", json={"value": 1, "description": "d" * 1001}).status_code == 422
+    assert (
+        client.put("/api/variables/x", json={"sensitive": "maybe", "value": 1}).status_code == 422
+    )
+    assert (
+        client.put("/api/variables/x", json={"value": 1, "description": "d" * 1001}).status_code
+        == 422
+    )
     assert client.put("/api/variables/x", content=b"nope").status_code == 422
     assert client.put("/api/variables/x", json={}).status_code == 422  # no value
     response = client.put("/api/variables/x", json={"value": None})

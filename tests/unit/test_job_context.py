@@ -44,7 +44,7 @@ def csv_file(path: str, size: int = 10, **extra: Any) -> FileMetadata:
     )
 
 
-# -- steps ---------------------------------------------------------------------------------
+# -- steps ---------------------------------------------------------------------------------------
 def test_step_output_is_none_until_set_and_then_what_was_set() -> None:
     ctx = context()
     assert ctx.get_step_output("fetch") is None
@@ -120,7 +120,7 @@ def test_status_sets_are_consistent() -> None:
     assert StepStatus.FAILED not in StepStatus.DONE
 
 
-# -- variables and webhook -------------------------------------------------------------------
+# -- variables and webhook -----------------------------------------------------------------------
 def test_variables_get_and_set() -> None:
     ctx = context(variables={"region": "eu"})
     assert ctx.get_variable("region") == "eu"
@@ -156,7 +156,7 @@ def test_webhook_from_json_tolerates_none_and_stringifies_headers() -> None:
     assert parsed.query_params == {}
 
 
-# -- files --------------------------------------------------------------------------------------
+# -- files ---------------------------------------------------------------------------------------
 def test_add_file_metadata_appends_and_the_same_path_replaces() -> None:
     ctx = context()
     assert ctx.get_files() == []
@@ -236,7 +236,7 @@ def test_references_hold_every_root() -> None:
     assert view["files"][0]["path"] == "x.csv"
 
 
-# -- JSON round trip -------------------------------------------------------------------------
+# -- JSON round trip -----------------------------------------------------------------------------
 json_scalars = (
     st.none()
     | st.booleans()
@@ -339,7 +339,7 @@ def test_from_json_fills_defaults_for_missing_optional_fields() -> None:
     assert (state.status, state.attempt) == (StepStatus.PENDING, 0)
 
 
-# -- malformed saved contexts -------------------------------------------------------------------
+# -- malformed saved contexts --------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("data", "words"),
     [
@@ -365,7 +365,11 @@ def test_from_json_fills_defaults_for_missing_optional_fields() -> None:
         ({"execution_id": 1, "job_id": 2, "files": [1]}, "malformed"),
         ({"execution_id": 1, "job_id": 2, "files": "abc"}, "malformed"),
         (
-            {"execution_id": 1, "job_id": 2, "files": [{"path": "p", "filename": "f", "size": "x"}]},
+            {
+                "execution_id": 1,
+                "job_id": 2,
+                "files": [{"path": "p", "filename": "f", "size": "x"}],
+            },
             "malformed",
         ),
         ({"execution_id": 1, "job_id": 2, "params": 5}, "malformed"),
@@ -380,11 +384,9 @@ def test_a_malformed_context_is_an_invalid_request_saying_why(data: Any, words: 
     assert caught.value.message.startswith("the saved context")
 
 
-# SRC BUG (src/runwright/model/context.py, JobContext.from_json ~line 263-280): the
-# docstring promises "anything malformed is an InvalidRequest naming why", but a step
-# state, webhook or headers of the wrong JSON type raises AttributeError (only KeyError,
-# TypeError and ValueError are turned into InvalidRequest). The engine then fails the run
-# with a raw traceback and GET /api/runs/{id}/context answers 500. Left failing on purpose.
+# Regression (found by this test, fixed in e3f1904): a step state, webhook or headers of
+# the wrong JSON type raised AttributeError instead of InvalidRequest (the engine then
+# failed the run with a raw traceback and GET /api/runs/{id}/context answered 500).
 @pytest.mark.parametrize(
     "data",
     [
@@ -430,7 +432,7 @@ def test_the_context_store_saves_masked_and_loads_it_back(tmp_path: Path) -> Non
     assert loaded.steps["login"].status == StepStatus.SUCCEEDED
 
 
-# -- masking ----------------------------------------------------------------------------------
+# -- masking -------------------------------------------------------------------------------------
 def test_mask_values_replaces_every_occurrence_inside_strings_at_any_depth() -> None:
     value = {
         "a": "user hunter2 pass hunter2",

@@ -196,7 +196,7 @@ def test_validate_inputs_returns_the_typed_model() -> None:
     assert isinstance(read, FileInputs)
 
 
-# -- refused, naming the path -----------------------------------------------------------------
+# -- refused, naming the path --------------------------------------------------------------------
 def test_not_a_mapping() -> None:
     for data in (None, [], "steps", 3):
         assert "must be a mapping with a 'steps' list" in refused(data)
@@ -238,9 +238,7 @@ def test_bad_id_pattern(bad: str) -> None:
 
 def test_unknown_input_key_names_the_path_and_the_known_inputs() -> None:
     message = refused(
-        definition(
-            step("a"), step("b", "http", with_={"url": "https://x", "methd": "GET"})
-        )
+        definition(step("a"), step("b", "http", with_={"url": "https://x", "methd": "GET"}))
     )
     assert "steps[1].with.methd: http has no input 'methd'" in message
     assert "it has auth, body, expect_status" in message
@@ -291,7 +289,12 @@ def test_missing_required_input(uses: str, inputs: dict[str, Any], missing: str)
         ("http", {"url": "https://x", "json": {}, "body": "x"}, "with", "not both"),
         ("python", {"function": "no_colon"}, "with.function", "should match pattern"),
         ("python", {"function": "m:f", "inputs": [1]}, "with.inputs", "valid dictionary"),
-        ("sql", {"connection": "c", "query": "q", "max_rows": 0}, "with.max_rows", "greater than or equal to 1"),
+        (
+            "sql",
+            {"connection": "c", "query": "q", "max_rows": 0},
+            "with.max_rows",
+            "greater than or equal to 1",
+        ),
         ("file", {"action": "delete"}, "with.action", "'write' or 'read'"),
         ("file", {"action": "write", "filename": "a.csv"}, "with", "write needs rows"),
         ("file", {"action": "read"}, "with", "read needs path"),
@@ -390,9 +393,7 @@ def test_a_when_reading_a_later_step() -> None:
 
 
 def test_a_when_must_be_a_string() -> None:
-    assert "steps[0].when: Input should be a valid string" in refused(
-        definition(step(when=True))
-    )
+    assert "steps[0].when: Input should be a valid string" in refused(definition(step(when=True)))
 
 
 @pytest.mark.parametrize("retries", [-1, 101, {"count": -2}, {"cnt": 3}, True, "3x"])
@@ -419,7 +420,7 @@ def test_the_source_names_where_the_definition_came_from() -> None:
     assert message.startswith("the definition is not valid: steps[0].bad")
 
 
-# -- through a package --------------------------------------------------------------------------
+# -- through a package ---------------------------------------------------------------------------
 JOB_YAML = """\
 description: Export users
 steps:
@@ -451,7 +452,9 @@ def package_refused(files: dict[str, str | bytes]) -> str:
 
 
 def test_a_package_with_job_yaml_is_a_steps_package() -> None:
-    manifest = inspect_package(raw_zip({"job.yaml": JOB_YAML, "lib/transform.py": "def run(raw): 1"}))
+    manifest = inspect_package(
+        raw_zip({"job.yaml": JOB_YAML, "lib/transform.py": "def run(raw): 1"})
+    )
     assert manifest.is_steps
     assert manifest.entrypoint == ""
     assert manifest.steps is not None
@@ -491,9 +494,7 @@ def test_invalid_yaml(text: str) -> None:
 
 
 def test_job_yaml_that_is_not_utf8() -> None:
-    assert package_refused({"job.yaml": b"\xff\xfe steps"}).startswith(
-        "job.yaml is not valid YAML"
-    )
+    assert package_refused({"job.yaml": b"\xff\xfe steps"}).startswith("job.yaml is not valid YAML")
 
 
 @pytest.mark.parametrize("text", ["", "- a\n- b\n", "just text\n", "42\n"])

@@ -280,6 +280,9 @@ def mask_values(value: Any, secrets: set[str]) -> Any:
     ordered = sorted(secrets, key=len, reverse=True)
 
     def walk(node: Any) -> Any:
+        if isinstance(node, int | float) and not isinstance(node, bool):
+            # A sensitive number is a secret too, wherever it ends up.
+            return MASK if str(node) in secrets else node
         if isinstance(node, str):
             for secret in ordered:
                 if secret in node:

@@ -137,7 +137,8 @@ def coerce(spec: ParameterSpec, value: Any) -> Any:
     if isinstance(value, bool):
         raise InvalidRequest(problem)  # True == 1 in Python; not as a choice
     for choice in spec.choices or []:
-        if value == choice and type(value) is type(choice):
+        numbers = isinstance(value, int | float) and isinstance(choice, int | float)
+        if value == choice and (numbers or type(value) is type(choice)):
             return choice
     # Text and numbers meet as text: a query string sends "2", a CLI declaration
     # (enum(1|2)) holds "2", and `-p level=2` sends the number.

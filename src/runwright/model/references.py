@@ -59,9 +59,13 @@ class _Environment(SandboxedEnvironment):
     """Keys before attributes; no attributes of Python objects at all; repetition and
     powers bounded so that a reference cannot build gigabytes in the worker."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "%":
+            if isinstance(left, str):
+                raise SecurityError("'%' formatting of text is not allowed; use ~ to join text")
+            return left % right
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
@@ -145,16 +149,44 @@ _environment = _Environment(
 )
 _environment.globals.clear()  # no range(), dict(), lipsum(), cycler(), namespace()
 _environment.filters["tojson"] = _tojson
+# Filters whose size argument could make the worker build gigabytes.
+for _name in ("center", "indent", "format", "wordwrap", "batch", "slice"):
+    _environment.filters.pop(_name, None)
+
+
+def _replace(value: Any, old: str, new: str, count: int | None = None) -> str:
+    text = str(value)
+    if not old:
+        raise SecurityError("replace needs a non-empty text to replace")
+    times = text.count(old) if count is None else min(count, text.count(old))
+    if len(text) + times * max(0, len(new) - len(old)) > _MAX_RENDERED:
+        raise SecurityError(f"replace would give more than {_MAX_RENDERED:,} characters")
+    return text.replace(old, new, -1 if count is None else count)
+
+
+_environment.filters["replace"] = _replace
 
 
 def has_reference(text: str) -> bool:
     return "{{" in text or "{%" in text
 
 
+STATEMENTS_REFUSED = (
+    "only {% if %} statements are allowed in references (loops and assignments could run "
+    "for hours or build gigabytes in the worker): use filters, e.g. "
+    "{{ rows | map(attribute='id') | join(',') }}"
+)
+
+
+def _statements_allowed(tree: nodes.Template) -> bool:
+    return all(isinstance(node, nodes.Output | nodes.If) for node in tree.find_all(nodes.Stmt))
+
+
 def check_template(text: str) -> None:
     """Syntax check at deploy time; raises InvalidRequest naming the problem."""
     try:
-        _environment.parse(text)
+        if not _statements_allowed(_environment.parse(text)):
+            raise InvalidRequest(f"reference {text!r}: {STATEMENTS_REFUSED}")
     except TemplateSyntaxError as exc:
         raise InvalidRequest(f"reference {text!r} is not valid: {exc.message}") from exc
 
@@ -182,6 +214,15 @@ def render_value(text: str, scope: dict[str, Any]) -> Any:
     """Render one string: a lone ``{{ expr }}`` keeps its type, else a string."""
     if not has_reference(text):
         return text
+    if "{%" in text:
+        try:
+            allowed = _statements_allowed(_environment.parse(text))
+        except TemplateSyntaxError as exc:
+            raise ReferenceError_(
+                f"reference {text.strip()!r} is not valid: {exc.message}"
+            ) from exc
+        if not allowed:
+            raise ReferenceError_(f"reference {text.strip()!r}: {STATEMENTS_REFUSED}")
     single = _SINGLE.match(text)
     try:
         if single is not None and "{%" not in text:
