@@ -161,11 +161,10 @@ def test_an_enum_declared_on_the_command_line_takes_the_number_the_cli_sends() -
     assert validate_params(declared, {"level": 1}) == {"level": "1"}
 
 
-def test_bug_a_numeric_enum_takes_an_equal_number_of_the_other_kind() -> None:
-    """SRC BUG (minor, since 0698e0f): the enum now compares values of the same type
-    first and then as text, so 2.0 no longer matches the choice 2 (str(2.0) == "2.0"),
-    nor 1 the choice 1.0, although an integer parameter takes 2.0 as 2. JSON senders
-    such as Python's json.dumps(2.0) send 2.0."""
+def test_a_numeric_enum_takes_an_equal_number_of_the_other_kind() -> None:
+    """Regression (found here after 0698e0f, fixed since): 2.0 must match the choice 2
+    and 1 the choice 1.0, as an integer parameter takes 2.0 as 2; JSON senders such as
+    Python's json.dumps(2.0) send 2.0."""
     assert coerce(spec("integer"), 2.0) == 2
     assert coerce(spec("enum", choices=[1, 2]), 2.0) == 2
     assert coerce(spec("enum", choices=[1.0, 2.0]), 1) == 1.0

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from runwright.errors import InvalidRequest
@@ -167,6 +167,34 @@ def test_fall_back_in_new_york_every_30_minutes_follows_real_time() -> None:
         "02:00:00-05:00",
         "02:30:00-05:00",
     ]
+
+
+@pytest.mark.parametrize(
+    ("zone", "moment", "cron", "expected"),
+    [
+        # 01:10 EST, the second 01:10 of 1 November 2026 in New York
+        (NEW_YORK, (2026, 11, 1, 1, 10), "30 1 * * *", "2026-11-02T01:30:00-05:00"),
+        (NEW_YORK, (2026, 11, 1, 1, 0), "1 0,1 * * *", "2026-11-02T00:01:00-05:00"),
+        # 02:10 CET, the second 02:10 of 25 October 2026 in Berlin
+        (BERLIN, (2026, 10, 25, 2, 10), "30 2 * * *", "2026-10-26T02:30:00+01:00"),
+    ],
+)
+def test_bug_next_after_never_goes_back_in_the_repeated_hour(
+    zone: ZoneInfo, moment: tuple[int, ...], cron: str, expected: str
+) -> None:
+    """SRC BUG (model/schedule.py Timing.next_after): from a moment in the second
+    occurrence of a repeated hour, a fixed-hour expression gets the *first* occurrence's
+    time back, up to an hour before the moment: "30 1 * * *" from 01:10 EST answers 01:30
+    EDT (40 minutes earlier). cronsim is handed datetime.fromtimestamp(moment, zone) with
+    fold=1 and matches the wall time without it. A schedule created or enabled then gets a
+    next_fire_at in the past: a misfire at once, and with catch_up a run for a fire time
+    from before the schedule existed; GET /api/schedules/{id}/next lists it as next."""
+    start = at(zone, *moment, fold=1)
+    timing = Timing(cron=cron, timezone=str(zone))
+    fire = timing.next_after(start)
+    assert fire is not None
+    assert fire > start, f"{local(zone, [fire])[0]} is before {local(zone, [start])[0]}"
+    assert local(zone, [fire]) == [expected]
 
 
 # -- seconds, start and end ------------------------------------------------------------------------
@@ -400,6 +428,12 @@ def after_a_gap(zone: ZoneInfo, fire: float) -> bool:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(  # found by this property: see test_bug_next_after_never_goes_back_in_the_repeated_hour
+    cron=("1 0,1 * * *", [{1}, {0, 1}, set(range(1, 32)), set(range(1, 13)), set(range(7))], False),
+    zone_name="America/New_York",
+    anchor=at(UTC, 2026, 11, 1, 6, 0),
+    offset=0.0,
+)
 @given(
     cron=crons(),
     zone_name=st.sampled_from(ZONES),

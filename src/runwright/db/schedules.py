@@ -153,51 +153,6 @@ class ScheduleRepository:
         with translate_errors("record a fire"), write(self.engine) as own:
             yield own
 
-    def advance(
-        self,
-        conn: Connection | None,
-        schedule: Schedule,
-        *,
-        next_fire_at: float | None,
-        last_fire_at: float | None,
-        last_run_id: int | None,
-    ) -> bool:
-        """Move the schedule on, if no other scheduler did it first (compare and set)."""
-        values: dict[str, Any] = {"next_fire_at": next_fire_at}
-        if last_fire_at is not None:
-            values["last_fire_at"] = last_fire_at
-        if last_run_id is not None:
-            values["last_run_id"] = last_run_id
-        with self._on(conn) as target:
-            result = target.execute(
-                sa.update(schedules)
-                .where(
-                    schedules.c.id == schedule.id,
-                    schedules.c.next_fire_at == schedule.next_fire_at,
-                )
-                .values(**values)
-            )
-        return result.rowcount > 0
-
-    def record_fire(self, conn: Connection | None, fire: Fire) -> bool:
-        """One record per schedule and fire time (the unique constraint decides)."""
-        statement = (
-            self._insert(schedule_fires)
-            .values(
-                schedule_id=fire.schedule_id,
-                fire_time=fire.fire_time,
-                status=fire.status,
-                run_id=fire.run_id,
-                reason=fire.reason,
-                created_at=fire.created_at,
-            )
-            .on_conflict_do_nothing(
-                index_elements=[schedule_fires.c.schedule_id, schedule_fires.c.fire_time]
-            )
-        )
-        with self._on(conn) as target:
-            return target.execute(statement).rowcount > 0
-
     def record_fires(
         self, conn: Connection | None, fires: builtins.list[Fire]
     ) -> builtins.list[Fire]:

@@ -194,10 +194,14 @@ def parse_param_option(text: str) -> dict[str, Any]:
             f"--param {text!r} is not valid; use name:type[:required][=default], e.g. "
             "day:date:required, limit:integer=100, mode:enum(fast|full)=fast."
         )
-    spec: dict[str, Any] = {"name": match["name"], "type": match["type"] or "string"}
+    kind = match["type"] or "string"
+    required = bool(match["required"])
+    if kind == "required":  # name:required (a required string)
+        kind, required = "string", True
+    spec: dict[str, Any] = {"name": match["name"], "type": kind}
     if match["choices"] is not None:
         spec["choices"] = [c for c in match["choices"].split("|") if c]
-    if match["required"]:
+    if required:
         spec["required"] = True
     if match["default"] is not None:
         spec["default"] = match["default"]

@@ -71,9 +71,18 @@ class Timing:
         if self.start_at is not None and self.start_at - 1e-6 > after:
             after = self.start_at - 1e-6
         start = datetime.fromtimestamp(after, self.zone())
+        fires = iter(CronSim(self.cron, start))
         try:
-            fire = next(iter(CronSim(self.cron, start))).timestamp()
+            fire = next(fires).timestamp()
+            # In the repeated hour of a fall-back day (fold=1) cronsim may answer with the
+            # first occurrence of a wall time, which lies before ``after``: move on.
+            for _ in range(100):
+                if fire > after:
+                    break
+                fire = next(fires).timestamp()
         except StopIteration:
+            return None
+        if fire <= after:
             return None
         if self.end_at is not None and fire > self.end_at:
             return None

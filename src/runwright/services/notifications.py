@@ -69,11 +69,15 @@ def check_outgoing_url(url: str, allow: tuple[str, ...]) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest(f"Notification URL {url!r} must be an http:// or https:// URL.")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidRequest(f"Notification URL {url!r} has an invalid port: {exc}.") from exc
     host = parts.hostname
     if host in allow:
         return
     try:
-        infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise InvalidRequest(f"Notification host {host!r} cannot be resolved: {exc}.") from exc
     for info in infos:
@@ -235,9 +239,16 @@ class NotificationService:
             if cursor is None:
                 return  # no rule was ever created
             rules = self._rules(notification_rules.c.enabled.is_(True))
-            if not rules:
-                return
             upto = now - SETTLE
+            if not rules:
+                # Keep the cursor moving: a rule added later must not notify old runs.
+                with translate_errors("move the notification cursor"), write(self.engine) as w:
+                    w.execute(
+                        sa.update(cursors)
+                        .where(cursors.c.name == CURSOR, cursors.c.value < upto)
+                        .values(value=upto)
+                    )
+                return
             finished = conn.execute(
                 sa.select(runs.c.id, runs.c.job_id, runs.c.status, runs.c.finished_at)
                 .where(
@@ -380,7 +391,9 @@ class NotificationService:
             return self._email(item.target, text, body)
         except InvalidRequest as exc:
             return exc.message
-        except (httpx.HTTPError, OSError, smtplib.SMTPException) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, smtplib.SMTPException) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
 
     def _email(self, address: str, text: str, body: dict[str, Any]) -> str | None:

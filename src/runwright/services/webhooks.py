@@ -299,6 +299,8 @@ class WebhookService:
             )
         if not webhook.enabled:
             raise Forbidden("This webhook is disabled; enable it with `runwright webhook enable`.")
+        # Verified first: calls without a valid signature must not use up the rate limit.
+        signature = self._verify(secret, incoming, now) if secret is not None else None
         wait = self._window.admit(webhook.id, webhook.rate_limit, now)
         if wait is not None:
             raise RateLimited(
@@ -306,9 +308,7 @@ class WebhookService:
                 f"in {wait:.0f}s.",
                 retry_after=wait,
             )
-        if secret is None:
-            return None
-        return self._verify(secret, incoming, now)
+        return signature
 
     def _verify(self, secret: str, incoming: Incoming, now: float) -> str:
         header = incoming.headers.get(SIGNATURE_HEADER, "")
@@ -386,7 +386,7 @@ class WebhookService:
                     .values(last_called_at=now)
                 )
                 if call_id % 20 == 0:
-                    self._prune(conn, webhook.id)
+                    self._prune(conn, webhook.id, now)
         except Conflict as exc:
             raise Unauthorized(
                 "This signed request was already received (a replay); sign each call anew."
@@ -403,8 +403,9 @@ class WebhookService:
                 .values(status_code=status_code, run_id=run_id, error=(error or "")[:1000] or None)
             )
 
-    def _prune(self, conn: sa.Connection, webhook_id: int) -> None:
-        """Keep the last KEEP_CALLS calls of a webhook."""
+    def _prune(self, conn: sa.Connection, webhook_id: int, now: float) -> None:
+        """Keep the last KEEP_CALLS calls of a webhook, and every call young enough
+        that its signature must still be refused as a replay."""
         boundary = conn.execute(
             sa.select(webhook_calls.c.id)
             .where(webhook_calls.c.webhook_id == webhook_id)
@@ -415,6 +416,8 @@ class WebhookService:
         if boundary is not None:
             conn.execute(
                 sa.delete(webhook_calls).where(
-                    webhook_calls.c.webhook_id == webhook_id, webhook_calls.c.id <= boundary
+                    webhook_calls.c.webhook_id == webhook_id,
+                    webhook_calls.c.id <= boundary,
+                    webhook_calls.c.received_at < now - 2 * TOLERANCE,
                 )
             )
