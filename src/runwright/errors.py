@@ -71,6 +71,12 @@ class DatabaseError(RunwrightError):
     status_code = 500
 
 
+class DatabaseConflict(DatabaseError):
+    """A write refused by a unique or foreign-key constraint."""
+
+    status_code = 409
+
+
 class DatabaseUnavailable(DatabaseError):
     status_code = 503
 

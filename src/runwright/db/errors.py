@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import psycopg
 import sqlalchemy as sa
 
-from runwright.errors import Conflict, DatabaseError, DatabaseUnavailable
+from runwright.errors import DatabaseConflict, DatabaseError, DatabaseUnavailable
 
 
 @contextlib.contextmanager
@@ -23,7 +23,7 @@ def translate_errors(action: str) -> Iterator[None]:
                 "server is running and RUNWRIGHT_DATABASE_URL is right."
             ) from exc
         if isinstance(exc, sa.exc.IntegrityError):
-            raise Conflict(
+            raise DatabaseConflict(
                 f"Could not {action}: it conflicts with what is stored ({_first_line(exc.orig)})."
             ) from exc
         raise DatabaseError(

@@ -26,7 +26,13 @@ from sqlalchemy.engine import Engine
 from runwright.db.engine import read, write
 from runwright.db.errors import translate_errors
 from runwright.db.tables import jobs, webhook_calls, webhooks
-from runwright.errors import Conflict, InvalidRequest, NotFound, RunwrightError, TooLarge
+from runwright.errors import (
+    DatabaseConflict,
+    InvalidRequest,
+    NotFound,
+    RunwrightError,
+    TooLarge,
+)
 from runwright.model.params import parse_specs
 from runwright.model.runs import Run
 from runwright.services.jobs import JobService, RunOptions
@@ -387,7 +393,7 @@ class WebhookService:
                 )
                 if call_id % 20 == 0:
                     self._prune(conn, webhook.id, now)
-        except Conflict as exc:
+        except DatabaseConflict as exc:
             raise Unauthorized(
                 "This signed request was already received (a replay); sign each call anew."
             ) from exc
