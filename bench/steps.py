@@ -88,13 +88,13 @@ from runwright.services.runtime import Runtime
 
 JOB = "steps-flow"
 AIM_SECONDS = 1.0  # the whole 40-step flow, submit -> final status
-# Published figures of other orchestrators for 40 light tasks, from their own benchmarks
+# Published figures of other orchestrators for 40 light tasks, from published benchmarks
 # on their own hardware (see docs/benchmarks.md): anchors, not measured here.
 ANCHORS = {
     "windmill_40_light_tasks_s": [1.59, 3.44],
     "windmill_dedicated_workers_40_light_tasks_s": 0.39,
     "airflow_40_light_tasks_s": [9.1, 40.5],
-    "note": "published by each project, on other hardware; not measured here",
+    "note": "published benchmark figures, on other hardware; not measured here",
 }
 S3_BUCKET = "runwright-bench"
 S3_ACCESS_KEY = "rwbench-access"
@@ -374,7 +374,8 @@ def summarise(runs: list[FlowRun], steps: int, warmup: float) -> dict[str, Any]:
     save_counts = sorted({len(r.saves) for r in runs})
     put_times = [t for r in runs for _, t, _ in r.saves]
     put_totals = [sum(t for _, t, _ in r.saves) for r in runs]
-    writes = {name: sorted({r.writes[name] for r in runs}) for name in runs[0].writes}
+    tables = sorted(set().union(*(r.writes for r in runs)))
+    writes = {name: sorted({r.writes[name] for r in runs}) for name in tables}
     median_total = statistics.median(totals)
     result: dict[str, Any] = {
         "steps": steps,
@@ -409,14 +410,6 @@ def summarise(runs: list[FlowRun], steps: int, warmup: float) -> dict[str, Any]:
     return result
 
 
-def join_listeners() -> None:
-    """A stopped worker's PostgreSQL LISTEN thread notices within a second; wait for it
-    so that dropping the database does not cut its connection (a logged warning)."""
-    for thread in threading.enumerate():
-        if thread.name == "runwright-listen":
-            thread.join(2.0)
-
-
 def measure_flow(
     kind: str,
     store: str,
@@ -446,7 +439,6 @@ def measure_flow(
         runtime.jobs.deploy(JOB, flow_package(opts.steps))
         worker = runtime.worker(concurrency=opts.concurrency, in_process=True)
         worker.start()
-        stack.callback(join_listeners)  # after the worker stopped, before the drop
         stack.callback(worker.stop_and_wait, grace=5.0)
         writes = stack.enter_context(WriteCounter())
 

@@ -210,6 +210,11 @@ def echo(value):
 
 def not_json():
     return {1, 2}
+
+
+def unfinished_line():
+    print("partial", end="")
+    return "done"
 """
 
 
@@ -266,6 +271,20 @@ def test_one_python_process_serves_every_python_step(rig: StepsRig) -> None:
     outputs = [rig.output(done, s) for s in ("one", "two", "three")]
     assert [o["calls"] for o in outputs] == [1, 2, 3]
     assert len({o["pid"] for o in outputs}) == 1
+
+
+def test_output_without_a_final_newline_is_kept_whole_and_costs_no_wait(rig: StepsRig) -> None:
+    # Regression: the host's end-of-step marker was glued onto the unfinished line; the
+    # engine waited 2 s for it and stored the marker in the log.
+    rig.deploy(
+        "unfinished",
+        [python("one", "stepsmod:unfinished_line"), python("two", "stepsmod:echo", {"value": 2})],
+        {"stepsmod.py": STEPS_MODULE},
+    )
+    done = succeeded(rig, rig.run("unfinished"))
+    messages = [line.message for line in rig.lines(done.id) if line.step == "one"]
+    assert "partial" in messages
+    assert not any("\x1e" in message for message in messages)
 
 
 def test_an_exception_fails_the_step_with_its_traceback_tagged(rig: StepsRig) -> None:

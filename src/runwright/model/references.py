@@ -11,6 +11,7 @@ sandboxed environment.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
@@ -235,7 +236,7 @@ def render_value(text: str, scope: dict[str, Any]) -> Any:
                     f"is {_MAX_RENDERED:,}"
                 )
             return value
-        rendered = _environment.from_string(text).render(**scope)
+        rendered = _template(text).render(**scope)
     except UndefinedError as exc:
         raise ReferenceError_(f"reference {text.strip()!r} failed: {exc.message}") from exc
     except SecurityError as exc:
@@ -260,8 +261,15 @@ def _size(value: Any) -> int:
     return 0
 
 
+@functools.lru_cache(maxsize=2048)
 def _compile_expression(source: str) -> Callable[..., Any]:
+    # Every step renders the same few references again: compile each once.
     return _environment.compile_expression(source, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=2048)
+def _template(text: str) -> Any:
+    return _environment.from_string(text)
 
 
 def render_inputs(value: Any, scope: dict[str, Any], path: str = "with") -> Any:

@@ -10,13 +10,13 @@ After each call a marker line on stdout and stderr tells the worker that every
 line the step printed has been read, so that lines are never given to the wrong step.
 """
 
-import asyncio
 import importlib
-import inspect
 import json
 import os
 import sys
-import traceback
+
+# asyncio, inspect and traceback are imported when needed: every run with python steps
+# pays for what this process imports at start.
 
 MARKER = "\x1erunwright-step-end "
 
@@ -36,12 +36,16 @@ def _call(request: dict) -> dict:  # type: ignore[type-arg]
     sdk._enter_step(request["step"], request.get("context") or {})
     try:
         value = _resolve(request["function"])(**(request.get("inputs") or {}))
-        if inspect.iscoroutine(value):
+        if hasattr(value, "__await__") and hasattr(value, "send"):
+            import asyncio
+
             value = asyncio.run(value)
         json.dumps(value, allow_nan=False)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
+        import traceback
+
         traceback.print_exc()
         text = f"{type(exc).__name__}: {exc}".strip()
         if isinstance(exc, TypeError | ValueError) and "JSON" in str(exc).upper():

@@ -114,13 +114,17 @@ class PythonHost:
 
     # -- output ----------------------------------------------------------------------
     def _line(self, stream: Stream, text: str) -> None:
-        if text.startswith(MARKER):
-            with self._marker_seen:
-                with contextlib.suppress(ValueError):
-                    self._markers[stream] = int(text[len(MARKER) :])
-                self._marker_seen.notify_all()
+        at = text.find(MARKER)
+        if at < 0:
+            self._on_line(stream, text)
             return
-        self._on_line(stream, text)
+        if at > 0:
+            # The step's last output had no newline: the marker was glued onto it.
+            self._on_line(stream, text[:at])
+        with self._marker_seen:
+            with contextlib.suppress(ValueError):
+                self._markers[stream] = int(text[at + len(MARKER) :])
+            self._marker_seen.notify_all()
 
     def _message(self, message: dict[str, Any]) -> None:
         if message.get("type") == "step_result":
