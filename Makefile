@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test check bench clean
+.PHONY: install run test check bench bench-steps bench-triggers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ check: install
 bench: install
 	bash scripts/services.sh
 	$(PY) bench/queue.py
+
+bench-steps: install
+	bash scripts/services.sh
+	$(PY) bench/steps.py
+
+bench-triggers: install
+	bash scripts/services.sh
+	$(PY) bench/triggers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

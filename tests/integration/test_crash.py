@@ -393,8 +393,10 @@ def test_sigterm_requeued_run_is_not_executed_twice_at_once(
             database_url,
             home,
             [
+                # Long enough that the run cannot end within the stopping worker's grace
+                # even when starting the other worker takes seconds on a busy machine.
                 SubmitRequest(
-                    type=SLEEP, payload={"ledger": str(ledger), "seconds": 4}, max_attempts=3
+                    type=SLEEP, payload={"ledger": str(ledger), "seconds": 10}, max_attempts=3
                 )
             ],
         )
@@ -414,7 +416,7 @@ def test_sigterm_requeued_run_is_not_executed_twice_at_once(
         exit_code = stopping.wait(timeout=1)
         exited_in = time.monotonic() - signalled
         exited_at = exit_times[0] if exit_times else float("inf")
-        final = db.wait_final(run_id, timeout=20)
+        final = db.wait_final(run_id, timeout=30)
     finally:
         procs.kill_all()
         db.close()
