@@ -482,6 +482,12 @@ def measure_fire(
     result = {"processes": process_note, "attempt": attempt, **result}
     if busy_attempts:
         result["other_attempts"] = busy_attempts
+    result["all_attempts_exact"] = all(t["exact"] for t in tries)
+    if not result["all_attempts_exact"]:
+        progress(
+            f"{opts.kind}/{topology}: WARNING: a fire did not make exactly "
+            f"{opts.schedules} runs (duplicates or missing runs): {busy_attempts or result}"
+        )
     for proc in procs:
         processes.stop(proc)
     return result
@@ -919,6 +925,11 @@ def webhook_load(
     figures["meets_aim"] = (
         figures["accepted_per_s"] >= AIM_WEBHOOK_PER_S and figures["runs_match_202"]
     )
+    if created != accepted or unfinished:
+        progress(
+            f"{opts.kind}: {variant}: WARNING: {accepted} calls answered 202 but {created} "
+            f"runs were created ({unfinished} unfinished)"
+        )
     progress(
         f"{opts.kind}: {variant}: {figures['accepted_per_s']} accepted/s, errors "
         f"{figures['errors']}, latency {figures['latency_ms']}, runs {created}; CPU {cpu}"
