@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from runwright.cli.common import console, err_console, print_json, reported
+from runwright.cli.jobs import parse_params
 from runwright.cli.runs import _client
 
 schedule_app = typer.Typer(help="Cron schedules of jobs.", no_args_is_help=True)
@@ -19,22 +20,6 @@ notify_app = typer.Typer(
 
 def _iso(value: str | None) -> str:
     return (value or "-")[:19].replace("T", " ")
-
-
-def _params(items: list[str] | None) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items or []:
-        name, sep, raw = item.partition("=")
-        if not sep or not name:
-            err_console.print(f"[red]Error:[/] -p {item!r}: use name=value.")
-            raise typer.Exit(2)
-        try:
-            import json
-
-            params[name] = json.loads(raw)
-        except ValueError:
-            params[name] = raw
-    return params
 
 
 # -- schedules -----------------------------------------------------------------------
@@ -56,7 +41,7 @@ def schedule_add(
     body = {
         "cron": cron,
         "timezone": tz,
-        "params": _params(param),
+        "params": parse_params(param),
         "environment": env,
         "start_at": start,
         "end_at": end,
