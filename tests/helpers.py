@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import httpx
 
 from runwright.config import Settings
 from runwright.model.runs import Run
 from runwright.model.states import RunStatus
 from runwright.services.runtime import Runtime
-from runwright.worker.registry import TaskRegistry
+from runwright.worker.context import TaskContext
+from runwright.worker.registry import TaskRegistry, task
 from runwright.worker.worker import Worker
 
 T = TypeVar("T")
@@ -87,3 +90,30 @@ def running_worker(
         yield worker
     finally:
         worker.stop_and_wait(grace=grace)
+
+
+def no_server_errors(response: httpx.Response) -> None:
+    if response.status_code >= 500:
+        response.read()
+        request = response.request
+        body = request.content.decode(errors="replace")[:300]
+        raise AssertionError(
+            f"{request.method} {request.url} {body} answered {response.status_code}: "
+            f"{response.text[:500]}"
+        )
+
+
+def make_registry() -> TaskRegistry:
+    registry = TaskRegistry()
+
+    @task("echo", registry=registry)
+    def echo(ctx: TaskContext) -> Any:
+        """Return the payload unchanged."""
+        return ctx.payload
+
+    @task("fail", registry=registry)
+    def fail(ctx: TaskContext) -> None:
+        """Always fail."""
+        raise RuntimeError("this task always fails")
+
+    return registry

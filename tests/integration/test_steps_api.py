@@ -11,7 +11,6 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -20,43 +19,14 @@ from runwright.artifacts.keys import context_key
 from runwright.config import Settings
 from runwright.db.tables import variables as variables_table
 from runwright.services.runtime import Runtime
-from runwright.worker.context import TaskContext
-from runwright.worker.registry import TaskRegistry, task
 from runwright.worker.worker import Worker
-from tests.helpers import wait_until
+from tests.helpers import make_registry, no_server_errors, wait_until
 
 with warnings.catch_warnings():
     from starlette.exceptions import StarletteDeprecationWarning
 
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
-
-
-def _no_server_errors(response: httpx.Response) -> None:
-    if response.status_code >= 500:
-        response.read()
-        request = response.request
-        body = request.content.decode(errors="replace")[:300]
-        raise AssertionError(
-            f"{request.method} {request.url} {body} answered {response.status_code}: "
-            f"{response.text[:500]}"
-        )
-
-
-def make_registry() -> TaskRegistry:
-    registry = TaskRegistry()
-
-    @task("echo", registry=registry)
-    def echo(ctx: TaskContext) -> Any:
-        """Return the payload unchanged."""
-        return ctx.payload
-
-    @task("fail", registry=registry)
-    def fail(ctx: TaskContext) -> None:
-        """Always fail."""
-        raise RuntimeError("this task always fails")
-
-    return registry
 
 
 @pytest.fixture
@@ -69,7 +39,7 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
     with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
-        test_client.event_hooks = {"request": [], "response": [_no_server_errors]}
+        test_client.event_hooks = {"request": [], "response": [no_server_errors]}
         yield test_client
 
 
