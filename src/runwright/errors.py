@@ -63,6 +63,22 @@ class UnknownTaskType(InvalidRequest):
         self.known = sorted(known)
 
 
+class Unauthorized(RunwrightError):
+    status_code = 401
+
+
+class Forbidden(RunwrightError):
+    status_code = 403
+
+
+class RateLimited(RunwrightError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Conflict(RunwrightError):
     status_code = 409
 

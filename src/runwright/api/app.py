@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from runwright import __version__
 from runwright.api.errors import install_error_handlers
-from runwright.api.routes import jobs, logs, runs, scripts, steps, system, triggers
+from runwright.api.routes import hooks, jobs, logs, runs, scripts, steps, system, triggers
 from runwright.services.runtime import Runtime
 
 
@@ -18,6 +18,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    app.include_router(hooks.router)
     app.include_router(runs.router)
     app.include_router(logs.router)
     app.include_router(jobs.router)

@@ -10,13 +10,15 @@ from runwright.services.runs import RunService
 from runwright.services.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+# async: FastAPI would run a plain function in its thread pool, on every request.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_run_service(request: Request) -> RunService:
-    return get_runtime(request).runs
+async def get_run_service(request: Request) -> RunService:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.runs
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

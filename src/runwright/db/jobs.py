@@ -219,22 +219,25 @@ class JobRepository:
             rows = conn.execute(sa.select(jobs).where(jobs.c.id.in_(job_ids)))
             return {row.id: row_to_job(row) for row in rows}
 
-    def record_runs(self, job_id: int, count: int, last_run_id: int) -> None:
-        """Count several new runs against their job at once."""
-        with translate_errors("count a job's runs"), write(self.engine) as conn:
-            conn.execute(
-                sa.update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(
-                    total_runs=jobs.c.total_runs + count,
-                    last_run_id=sa.func.greatest(
-                        sa.func.coalesce(jobs.c.last_run_id, 0), last_run_id
-                    )
-                    if self.engine.dialect.name == "postgresql"
-                    else sa.func.max(sa.func.coalesce(jobs.c.last_run_id, 0), last_run_id),
-                    last_run_at=self._now,
-                )
+    def record_runs(
+        self, job_id: int, count: int, last_run_id: int, conn: sa.Connection | None = None
+    ) -> None:
+        """Count several new runs against their job at once (on ``conn``'s transaction
+        when given)."""
+        statement = (
+            sa.update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(
+                total_runs=jobs.c.total_runs + count,
+                last_run_id=self._higher(jobs.c.last_run_id, last_run_id),
+                last_run_at=self._now,
             )
+        )
+        if conn is not None:
+            conn.execute(statement)
+            return
+        with translate_errors("count a job's runs"), write(self.engine) as own:
+            own.execute(statement)
 
     def _higher(self, column: Any, value: int) -> Any:
         current = sa.func.coalesce(column, 0)

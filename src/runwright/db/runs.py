@@ -131,29 +131,41 @@ class RunRepository:
                 return row_to_run(existing), False
         return row_to_run(row), True
 
-    def submit_many(self, requests: Sequence[SubmitRequest]) -> builtins.list[int]:
-        """Insert many runs without idempotency keys in one transaction; returns their ids."""
-        if not requests:
-            return []
+    def _many(self, requests: Sequence[SubmitRequest]) -> builtins.list[dict[str, Any]]:
+        """Rows for an executemany insert: the database's clock fills created_at, and
+        scheduled_at where the request names no time (see ``_many_insert``)."""
         rows = []
         for request in requests:
             values = self._values(request)
             values["created_at"] = None
-            values["scheduled_at"] = request.scheduled_at
+            values["scheduled_at"] = HELD_UNTIL if request.held else request.scheduled_at
             rows.append(values)
-        statement = (
-            sa.insert(runs)
-            .values(
-                created_at=self._now,
-                scheduled_at=sa.func.coalesce(
-                    sa.bindparam("scheduled_at", type_=sa.Float), self._now
-                ),
-            )
-            .returning(runs.c.id, sort_by_parameter_order=True)
+        return rows
+
+    def _many_insert(self) -> Any:
+        return sa.insert(runs).values(
+            created_at=self._now,
+            scheduled_at=sa.func.coalesce(sa.bindparam("scheduled_at", type_=sa.Float), self._now),
         )
+
+    def submit_many(self, requests: Sequence[SubmitRequest]) -> builtins.list[int]:
+        """Insert many runs without idempotency keys in one transaction; returns their ids."""
+        if not requests:
+            return []
+        statement = self._many_insert().returning(runs.c.id, sort_by_parameter_order=True)
         with translate_errors("submit runs"), write(self.engine) as conn:
-            ids = list(conn.execute(statement, rows).scalars())
+            ids = list(conn.execute(statement, self._many(requests)).scalars())
         return ids
+
+    def insert_on(
+        self, conn: sa.Connection, requests: Sequence[SubmitRequest]
+    ) -> builtins.list[Run]:
+        """Insert runs without idempotency keys on the caller's transaction (which
+        records more with them); returns them in the order given."""
+        if not requests:
+            return []
+        statement = self._many_insert().returning(*_RUN_COLUMNS, sort_by_parameter_order=True)
+        return [row_to_run(row) for row in conn.execute(statement, self._many(requests))]
 
     def submit_keyed(self, requests: Sequence[SubmitRequest]) -> dict[str, tuple[int, bool]]:
         """Insert many runs that all carry idempotency keys, in one transaction; a key
@@ -161,12 +173,7 @@ class RunRepository:
         keys = [r.idempotency_key for r in requests]
         if not requests or any(k is None for k in keys):
             raise ValueError("submit_keyed needs an idempotency key on every request")
-        rows = []
-        for request in requests:
-            values = self._values(request)
-            values["created_at"] = None
-            values["scheduled_at"] = request.scheduled_at
-            rows.append(values)
+        rows = self._many(requests)
         statement = self._insert.values(
             created_at=self._now,
             scheduled_at=sa.func.coalesce(sa.bindparam("scheduled_at", type_=sa.Float), self._now),

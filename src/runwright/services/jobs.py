@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
+from sqlalchemy import Connection
 
 from runwright.artifacts.base import ArtifactStore
 from runwright.artifacts.keys import package_key
@@ -21,7 +22,7 @@ from runwright.artifacts.package import (
 from runwright.db.jobs import JobRepository
 from runwright.errors import Conflict, InvalidRequest, NotFound, RunwrightError
 from runwright.model.manifest import MANIFEST_NAME, STEPS_NAME, check_environment
-from runwright.model.params import parse_specs, validate_params
+from runwright.model.params import ParameterSpec, parse_specs, validate_params
 from runwright.model.runs import Job, Package, Run, SubmitRequest
 from runwright.model.steps import parse_definition
 from runwright.services.runs import RunService
@@ -106,6 +107,9 @@ class JobService:
         self._jobs = jobs
         self._runs = runs
         self._store = store
+        # Bumped by every change to a job in this process: callers that cache jobs
+        # (webhook calls) compare it to know their copy is stale.
+        self.generation = 0
 
     # -- jobs ----------------------------------------------------------------------
     def get(self, name: str) -> Job:
@@ -141,6 +145,7 @@ class JobService:
             )
         self._check(values)
         job = self._jobs.update(name, values)
+        self.generation += 1
         if job is None:
             raise NotFound(f"Job {name!r} does not exist.")
         return job
@@ -149,6 +154,7 @@ class JobService:
         """Hide a job from lists and triggers; its runs and packages stay."""
         self.get(name)
         job = self._jobs.update(name, {"archived": True})
+        self.generation += 1
         assert job is not None
         return job
 
@@ -222,6 +228,7 @@ class JobService:
             changes["kind"] = kind_for(job.kind, package.manifest)
         if changes:
             self._jobs.update(name, changes)
+        self.generation += 1
         return Deployed(job=self.get(name), package=package, created=created, uploaded=uploaded)
 
     def deploy_built(
@@ -245,6 +252,7 @@ class JobService:
             known = ", ".join(f"v{p.version}" for p in self._jobs.packages(job.id)) or "none"
             raise NotFound(f"Job {name!r} has no version v{version}; versions: {known}.")
         self._jobs.set_current(job.id, package.id)
+        self.generation += 1
         if kind_for(job.kind, package.manifest) != job.kind:
             self._jobs.update(name, {"kind": kind_for(job.kind, package.manifest)})
         return self.get(name)
@@ -279,15 +287,12 @@ class JobService:
             raise Conflict(f"Job {name!r} is archived; it cannot run.")
         if not job.enabled:
             raise Conflict(f"Job {name!r} is disabled; enable it with `runwright job update`.")
-        environment = check_environment(options.environment) if options.environment else None
         if options.idempotency_key:
             # A repeated trigger gets its first run back, whatever the policies say now.
             existing = self._runs.by_idempotency_key(options.idempotency_key)
             if existing is not None:
                 return existing
-        params = validate_params(parse_specs(job.parameters), options.params, job=job.name)
-        options = replace(options, params=params)
-        held = False
+        request = self.prepare(job, options)
         if job.concurrency != "allow":
             active = self._jobs.active_run(job.id)
             if active is not None and job.concurrency == "skip":
@@ -297,28 +302,8 @@ class JobService:
                     "to change that.",
                     active_run=active,
                 )
-            held = job.concurrency == "queue"
-        payload, package = self._payload(job, options, environment)
-        kind = kind_for(job.kind, package.manifest) if package is not None else job.kind
-        request = SubmitRequest(
-            type=job.task_type if job.kind == "task" and job.task_type else kind,
-            payload=payload,
-            queue=options.queue or job.queue,
-            priority=options.priority if options.priority is not None else job.priority,
-            max_attempts=options.max_attempts or job.max_attempts,
-            timeout=options.timeout or job.timeout,
-            idempotency_key=options.idempotency_key,
-            scheduled_at=options.scheduled_at,
-            job=job.name,
-            job_id=job.id,
-            package_id=package.id if package else None,
-            environment=environment,
-            trigger=options.trigger,
-            trigger_id=options.trigger_id,
-            fired_at=options.fired_at,
-            held=held,
-        )
-        submitted = self._runs.submit(request, check_type=job.kind == "task")
+            request = replace(request, held=job.concurrency == "queue")
+        submitted = self._runs.submit(request, check_type=False)
         if submitted.created:
             self._jobs.record_run(job.id, submitted.run.id)
         return submitted.run
@@ -341,32 +326,7 @@ class JobService:
         package = self.current_package(job) if job.kind != "task" else None
         for options in batch:
             try:
-                environment = (
-                    check_environment(options.environment) if options.environment else None
-                )
-                params = validate_params(specs, options.params, job=job.name)
-                options = replace(options, params=params)
-                payload, package = self._payload(job, options, environment, package)
-                kind = kind_for(job.kind, package.manifest) if package is not None else job.kind
-                requests.append(
-                    SubmitRequest(
-                        type=job.task_type if job.kind == "task" and job.task_type else kind,
-                        payload=payload,
-                        queue=options.queue or job.queue,
-                        priority=options.priority if options.priority is not None else job.priority,
-                        max_attempts=options.max_attempts or job.max_attempts,
-                        timeout=options.timeout or job.timeout,
-                        idempotency_key=options.idempotency_key,
-                        scheduled_at=options.scheduled_at,
-                        job=job.name,
-                        job_id=job.id,
-                        package_id=package.id if package else None,
-                        environment=environment,
-                        trigger=options.trigger,
-                        trigger_id=options.trigger_id,
-                        fired_at=options.fired_at,
-                    )
-                )
+                requests.append(self.prepare(job, options, package=package, specs=specs))
                 where.append(len(outcomes))
                 outcomes.append(0)
             except RunwrightError as exc:
@@ -381,6 +341,60 @@ class JobService:
         if created:
             self._jobs.record_runs(job.id, len(created), max(created))
         return outcomes
+
+    def prepare(
+        self,
+        job: Job,
+        options: RunOptions,
+        *,
+        package: Package | None = None,
+        specs: builtins.list[ParameterSpec] | None = None,
+    ) -> SubmitRequest:
+        """The run a trigger asks for, checked (environment, parameters, code) but not
+        yet stored. ``package`` and ``specs`` may come from a caller's cache."""
+        environment = check_environment(options.environment) if options.environment else None
+        if specs is None:
+            specs = parse_specs(job.parameters)
+        params = validate_params(specs, options.params, job=job.name)
+        options = replace(options, params=params)
+        payload, package = self._payload(job, options, environment, package)
+        kind = kind_for(job.kind, package.manifest) if package is not None else job.kind
+        request = SubmitRequest(
+            type=job.task_type if job.kind == "task" and job.task_type else kind,
+            payload=payload,
+            queue=options.queue or job.queue,
+            priority=options.priority if options.priority is not None else job.priority,
+            max_attempts=options.max_attempts or job.max_attempts,
+            timeout=options.timeout or job.timeout,
+            idempotency_key=options.idempotency_key,
+            scheduled_at=options.scheduled_at,
+            job=job.name,
+            job_id=job.id,
+            package_id=package.id if package else None,
+            environment=environment,
+            trigger=options.trigger,
+            trigger_id=options.trigger_id,
+            fired_at=options.fired_at,
+        )
+        return self._runs.checked(request, check_type=job.kind == "task")
+
+    def start_on(
+        self, conn: Connection, requests: builtins.list[SubmitRequest]
+    ) -> builtins.list[Run]:
+        """Store ``prepare``d runs on the caller's transaction, counted against their
+        jobs; call ``started`` once it has committed."""
+        stored = self._runs.insert_on(conn, requests)
+        per_job: dict[int, builtins.list[int]] = {}
+        for run in stored:
+            if run.job_id is not None:
+                per_job.setdefault(run.job_id, []).append(run.id)
+        for job_id, ids in per_job.items():
+            self._jobs.record_runs(job_id, len(ids), max(ids), conn)
+        return stored
+
+    def started(self) -> None:
+        """Wake this process's workers for runs stored by ``start_on``."""
+        self._runs.wake()
 
     def _payload(
         self,

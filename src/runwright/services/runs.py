@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+
+from sqlalchemy import Connection
 
 from runwright.db.notify import Waker
 from runwright.db.runs import RunFilter, RunRepository
@@ -16,6 +19,7 @@ from runwright.model.states import RunStatus
 from runwright.worker.registry import TaskRegistry
 
 MAX_PAGE = 500
+KNOWN_TYPES_TTL = 5.0  # seconds a task type read from the workers' table is trusted
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,7 @@ class RunService:
         self._registry = registry
         self._waker = waker
         self._live_age = lease_timeout
+        self._seen_types: dict[str, float] = {}
 
     # -- submit --------------------------------------------------------------------
     def submit(self, request: SubmitRequest, *, check_type: bool = True) -> Submitted:
@@ -56,6 +61,23 @@ class RunService:
         if created and self._waker is not None:
             self._waker.wake()
         return Submitted(run=run, created=created)
+
+    def checked(self, request: SubmitRequest, *, check_type: bool = True) -> SubmitRequest:
+        """The request as ``submit`` would store it: its task type known, its task's
+        defaults applied. For callers that store runs on their own transaction."""
+        if check_type:
+            self._check_type(request.type)
+        return self._with_task_defaults(request)
+
+    def insert_on(self, conn: Connection, requests: Sequence[SubmitRequest]) -> builtins.list[Run]:
+        """Store ``checked`` requests on the caller's transaction; call ``wake`` once
+        it has committed."""
+        return self._runs.insert_on(conn, requests)
+
+    def wake(self) -> None:
+        """Tell this process's workers that new runs are queued."""
+        if self._waker is not None:
+            self._waker.wake()
 
     def submit_keyed(self, requests: Sequence[SubmitRequest]) -> dict[str, tuple[int, bool]]:
         """Many keyed runs in one transaction (the scheduler's batch of fires)."""
@@ -82,9 +104,12 @@ class RunService:
     def _check_type(self, name: str) -> None:
         if self._registry.get(name) is not None:
             return
+        if time.monotonic() - self._seen_types.get(name, -KNOWN_TYPES_TTL) < KNOWN_TYPES_TTL:
+            return  # a worker elsewhere registered it a moment ago: spare the lookup
         known = set(self._registry.names()) | set(self._workers.known_task_types())
         if name not in known:
             raise UnknownTaskType(name, sorted(known))
+        self._seen_types[name] = time.monotonic()
 
     def _with_task_defaults(self, request: SubmitRequest) -> SubmitRequest:
         spec = self._registry.get(request.type)

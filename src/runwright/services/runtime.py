@@ -176,6 +176,7 @@ class Runtime:
         return engine
 
     def close(self) -> None:
+        self.webhooks.close()
         for sink in self._sinks:
             sink.close()
         for engine in self._engines:

@@ -8,8 +8,10 @@ constant time, within 5 minutes, and never twice.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import collections
+import contextlib
 import hashlib
 import hmac
 import json
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -28,38 +31,27 @@ from runwright.db.errors import translate_errors
 from runwright.db.tables import jobs, webhook_calls, webhooks
 from runwright.errors import (
     DatabaseConflict,
+    Forbidden,
     InvalidRequest,
     NotFound,
+    RateLimited,
     RunwrightError,
     TooLarge,
+    Unauthorized,
 )
-from runwright.model.params import parse_specs
-from runwright.model.runs import Run
+from runwright.model.params import ParameterSpec, parse_specs
+from runwright.model.runs import Job, Package, Run
 from runwright.services.jobs import JobService, RunOptions
 from runwright.services.secrets import SecretBox
+from runwright.services.webhook_intake import REPLAY, CallIntake, PendingCall
 
 SIGNATURE_HEADER = "x-runwright-signature"
 TOLERANCE = 300.0  # seconds a signature's timestamp may differ from now
 HIDDEN_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", SIGNATURE_HEADER, "x-api-key"}
 )
-KEEP_CALLS = 100
-
-
-class Unauthorized(RunwrightError):
-    status_code = 401
-
-
-class Forbidden(RunwrightError):
-    status_code = 403
-
-
-class RateLimited(RunwrightError):
-    status_code = 429
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+CACHE_SECONDS = 1.0  # how long a server trusts what it read about a webhook and its job
+MAX_CACHED = 10_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +93,20 @@ class Incoming:
     query: dict[str, str]
     headers: dict[str, str]  # lower-case names
     source: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Target:
+    """What a call needs to know about its webhook and job. Kept CACHE_SECONDS, and
+    dropped at once when this process changes a webhook or a job."""
+
+    webhook: Webhook
+    secret: str | None
+    job: Job
+    package: Package | None
+    specs: list[ParameterSpec]
+    loaded_at: float
+    generation: tuple[int, int]
 
 
 def hash_token(token: str) -> str:
@@ -158,13 +164,21 @@ def _row(row: Any) -> Webhook:
         rate_limit=row.rate_limit,
         description=row.description,
         created_at=row.created_at,
-        last_called_at=row.last_called_at,
+        last_called_at=getattr(row, "last_call", None),
     )
 
 
-_SELECT = sa.select(webhooks, jobs.c.name.label("job_name")).join(
+_LOOKUP = sa.select(webhooks, jobs.c.name.label("job_name")).join(
     jobs, jobs.c.id == webhooks.c.job_id
 )
+_LAST_CALL = (
+    sa.select(sa.func.max(webhook_calls.c.received_at))
+    .where(webhook_calls.c.webhook_id == webhooks.c.id)
+    .correlate(webhooks)
+    .scalar_subquery()
+    .label("last_call")
+)
+_SELECT = _LOOKUP.add_columns(_LAST_CALL)
 
 
 class WebhookService:
@@ -174,6 +188,10 @@ class WebhookService:
         self._box = box
         self._max_body = max_body
         self._window = _Window()
+        self._intake = CallIntake(engine=engine, jobs=jobs, replay_window=2 * TOLERANCE)
+        self._targets: dict[str, _Target] = {}
+        self._loading: dict[str, asyncio.Future[_Target | None]] = {}
+        self._generation = 0  # bumped by every change to a webhook made here
 
     # -- management --------------------------------------------------------------------
     def create(
@@ -212,6 +230,7 @@ class WebhookService:
             values["secret"] = self._box.encrypt(secret)
         with translate_errors("regenerate a webhook"), write(self.engine) as conn:
             conn.execute(sa.update(webhooks).where(webhooks.c.id == webhook_id).values(**values))
+        self._generation += 1
         return Issued(self.get(webhook_id), token, secret)
 
     def get(self, webhook_id: int) -> Webhook:
@@ -236,6 +255,7 @@ class WebhookService:
             conn.execute(
                 sa.update(webhooks).where(webhooks.c.id == webhook_id).values(enabled=enabled)
             )
+        self._generation += 1
         return self.get(webhook_id)
 
     def delete(self, webhook_id: int) -> None:
@@ -243,6 +263,7 @@ class WebhookService:
         with translate_errors("delete a webhook"), write(self.engine) as conn:
             conn.execute(sa.delete(webhook_calls).where(webhook_calls.c.webhook_id == webhook_id))
             conn.execute(sa.delete(webhooks).where(webhooks.c.id == webhook_id))
+        self._generation += 1
 
     def history(self, webhook_id: int, limit: int = 20) -> builtins.list[Call]:
         self.get(webhook_id)
@@ -266,38 +287,89 @@ class WebhookService:
             ]
 
     # -- calls -------------------------------------------------------------------------
-    def _lookup(self, token: str) -> tuple[Webhook, str | None] | None:
+    def _cached(self, token: str) -> _Target | None:
+        target = self._targets.get(hash_token(token))
+        if target is None:
+            return None
+        fresh = time.monotonic() - target.loaded_at < CACHE_SECONDS
+        if fresh and target.generation == (self._generation, self._jobs.generation):
+            return target
+        return None
+
+    def _load(self, token: str) -> _Target | None:
+        generation = (self._generation, self._jobs.generation)
+        token_hash = hash_token(token)
         with translate_errors("find the webhook"), read(self.engine) as conn:
-            row = conn.execute(_SELECT.where(webhooks.c.token_hash == hash_token(token))).first()
+            row = conn.execute(_LOOKUP.where(webhooks.c.token_hash == token_hash)).first()
         if row is None:
             return None
-        secret = self._box.decrypt(row.secret) if row.secret is not None else None
-        return _row(row), secret
+        job = self._jobs.get(row.job_name)
+        target = _Target(
+            webhook=_row(row),
+            secret=self._box.decrypt(row.secret) if row.secret is not None else None,
+            job=job,
+            package=self._jobs.current_package(job) if job.kind != "task" else None,
+            specs=parse_specs(job.parameters),
+            loaded_at=time.monotonic(),
+            generation=generation,
+        )
+        if len(self._targets) >= MAX_CACHED:
+            self._targets.clear()
+        self._targets[token_hash] = target
+        return target
 
-    def handle(self, token: str, incoming: Incoming) -> Run:
-        """Start a run for a call; every outcome is recorded in the webhook's history."""
-        found = self._lookup(token)
-        if found is None:
+    async def _load_once(self, token: str) -> _Target | None:
+        """Concurrent calls that miss the cache together share one read."""
+        token_hash = hash_token(token)
+        loading = self._loading.get(token_hash)
+        if loading is None:
+            loading = asyncio.ensure_future(anyio.to_thread.run_sync(self._load, token))
+            self._loading[token_hash] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(token_hash, None))
+        return await asyncio.shield(loading)
+
+    async def call(self, token: str, incoming: Incoming) -> Run:
+        """Start a run for a call; every outcome is recorded in the webhook's history.
+        Runs on the server's event loop: only a cache miss and a job with a
+        concurrency policy take a thread."""
+        target = self._cached(token) or await self._load_once(token)
+        if target is None:
             raise NotFound("No webhook has this address; it may have been regenerated.")
-        webhook, secret = found
-        now = time.time()
-        call_id: int | None = None
+        pending = PendingCall(
+            webhook_id=target.webhook.id,
+            received_at=time.time(),
+            source=incoming.source,
+            method=incoming.method,
+            status_code=202,
+        )
         try:
-            signature = self._admit(webhook, secret, incoming, now)
-            call_id = self._record(webhook, incoming, now, 202, signature)
-            run = self._start(webhook, incoming)
-        except RunwrightError as exc:
-            if call_id is None:
-                self._record(webhook, incoming, now, exc.status_code, None, exc.message)
+            pending.signature = self._admit(target, incoming, pending.received_at)
+            if target.job.concurrency != "allow":
+                pending.request = None
             else:
-                self._finish(call_id, exc.status_code, None, exc.message)
+                pending.request = self._jobs.prepare(
+                    target.job,
+                    self._options(target, incoming),
+                    package=target.package,
+                    specs=target.specs,
+                )
+        except RunwrightError as exc:
+            pending.status_code, pending.error = exc.status_code, exc.message
+            pending.signature = pending.request = None
+            with contextlib.suppress(RunwrightError):
+                await self._intake.store(pending)
             raise
-        self._finish(call_id, 202, run.id, None)
+        if pending.request is None:
+            return await anyio.to_thread.run_sync(self._start_alone, target, incoming, pending)
+        run = await self._intake.store(pending)
+        assert run is not None
         return run
 
-    def _admit(
-        self, webhook: Webhook, secret: str | None, incoming: Incoming, now: float
-    ) -> str | None:
+    def close(self) -> None:
+        self._intake.close()
+
+    def _admit(self, target: _Target, incoming: Incoming, now: float) -> str | None:
+        webhook = target.webhook
         if len(incoming.body) > self._max_body:
             raise TooLarge(
                 f"The body is {len(incoming.body):,} bytes; this server takes at most "
@@ -305,8 +377,14 @@ class WebhookService:
             )
         if not webhook.enabled:
             raise Forbidden("This webhook is disabled; enable it with `runwright webhook enable`.")
+        job = target.job
+        if not job.enabled or job.archived:
+            raise Forbidden(
+                f"Job {job.name!r} is {'archived' if job.archived else 'disabled'}; its webhook "
+                "starts no runs."
+            )
         # Verified first: calls without a valid signature must not use up the rate limit.
-        signature = self._verify(secret, incoming, now) if secret is not None else None
+        signature = self._verify(target.secret, incoming, now) if target.secret else None
         wait = self._window.admit(webhook.id, webhook.rate_limit, now)
         if wait is not None:
             raise RateLimited(
@@ -336,68 +414,42 @@ class WebhookService:
             raise Unauthorized("The signature does not match the body and the signing secret.")
         return hashlib.sha256(f"{timestamp}.{expected}".encode()).hexdigest()
 
-    def _start(self, webhook: Webhook, incoming: Incoming) -> Run:
-        job = self._jobs.get(webhook.job)
-        if not job.enabled or job.archived:
-            raise Forbidden(
-                f"Job {job.name!r} is {'archived' if job.archived else 'disabled'}; its webhook "
-                "starts no runs."
-            )
+    def _options(self, target: _Target, incoming: Incoming) -> RunOptions:
         payload = parse_body(incoming.body, incoming.content_type)
         headers = {k: v for k, v in incoming.headers.items() if k.lower() not in HIDDEN_HEADERS}
-        declared = {spec.name for spec in parse_specs(job.parameters)}
         offered: dict[str, Any] = dict(incoming.query)
         if isinstance(payload, dict):
             offered.update(payload)
-        params = {name: offered[name] for name in declared if name in offered}
-        return self._jobs.run(
-            job.name,
-            RunOptions(
-                params=params,
-                trigger="webhook",
-                trigger_id=webhook.id,
-                webhook={"payload": payload, "query_params": incoming.query, "headers": headers},
-            ),
+        declared = {spec.name for spec in target.specs}
+        return RunOptions(
+            params={name: offered[name] for name in declared if name in offered},
+            trigger="webhook",
+            trigger_id=target.webhook.id,
+            webhook={"payload": payload, "query_params": incoming.query, "headers": headers},
         )
 
-    def _record(
-        self,
-        webhook: Webhook,
-        incoming: Incoming,
-        now: float,
-        status_code: int,
-        signature: str | None,
-        error: str | None = None,
-    ) -> int:
-        """Keep the call in the webhook's history. A signed call's signature is stored
-        with it, before its run starts: the unique index refuses the same signed
-        request a second time (a replay), even on another server."""
-        values = {
-            "webhook_id": webhook.id,
-            "received_at": now,
-            "source": (incoming.source or "")[:100] or None,
-            "method": incoming.method[:10],
-            "status_code": status_code,
-            "error": (error or "")[:1000] or None,
-            "signature": signature,
-        }
+    def _start_alone(self, target: _Target, incoming: Incoming, pending: PendingCall) -> Run:
+        """A job with a concurrency policy decides on its active runs when the call
+        comes: the call is recorded first (its signature reserved against replays),
+        then the run starts and the record gets its outcome."""
         try:
             with translate_errors("record a webhook call"), write(self.engine) as conn:
                 call_id = conn.execute(
-                    sa.insert(webhook_calls).values(**values).returning(webhook_calls.c.id)
+                    sa.insert(webhook_calls)
+                    .values(**pending.row(None))
+                    .returning(webhook_calls.c.id)
                 ).scalar_one()
-                conn.execute(
-                    sa.update(webhooks)
-                    .where(webhooks.c.id == webhook.id)
-                    .values(last_called_at=now)
-                )
-                if call_id % 20 == 0:
-                    self._prune(conn, webhook.id, now)
-        except DatabaseConflict as exc:
-            raise Unauthorized(
-                "This signed request was already received (a replay); sign each call anew."
-            ) from exc
-        return int(call_id)
+        except DatabaseConflict:
+            pending.refuse_as_replay()
+            self._intake.store_now(pending)
+            raise Unauthorized(REPLAY) from None
+        try:
+            run = self._jobs.run(target.job.name, self._options(target, incoming))
+        except RunwrightError as exc:
+            self._finish(call_id, exc.status_code, None, exc.message)
+            raise
+        self._finish(call_id, 202, run.id, None)
+        return run
 
     def _finish(
         self, call_id: int, status_code: int, run_id: int | None, error: str | None
@@ -407,23 +459,4 @@ class WebhookService:
                 sa.update(webhook_calls)
                 .where(webhook_calls.c.id == call_id)
                 .values(status_code=status_code, run_id=run_id, error=(error or "")[:1000] or None)
-            )
-
-    def _prune(self, conn: sa.Connection, webhook_id: int, now: float) -> None:
-        """Keep the last KEEP_CALLS calls of a webhook, and every call young enough
-        that its signature must still be refused as a replay."""
-        boundary = conn.execute(
-            sa.select(webhook_calls.c.id)
-            .where(webhook_calls.c.webhook_id == webhook_id)
-            .order_by(webhook_calls.c.id.desc())
-            .offset(KEEP_CALLS)
-            .limit(1)
-        ).scalar()
-        if boundary is not None:
-            conn.execute(
-                sa.delete(webhook_calls).where(
-                    webhook_calls.c.webhook_id == webhook_id,
-                    webhook_calls.c.id <= boundary,
-                    webhook_calls.c.received_at < now - 2 * TOLERANCE,
-                )
             )

@@ -3,25 +3,21 @@ themselves) and notification rules."""
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from runwright.api.deps import RuntimeDep
 from runwright.api.routes.runs import ERRORS
-from runwright.api.schemas import RunOut
 from runwright.db.schedules import Fire, Schedule
 from runwright.model.runs import to_datetime, to_epoch
 from runwright.services.notifications import Delivery, Rule
 from runwright.services.schedules import ScheduleSpec
-from runwright.services.webhooks import Call, Incoming, Issued, Webhook
+from runwright.services.webhooks import Call, Issued, Webhook
 
 router = APIRouter(tags=["triggers"])
-MAX_WAIT = 300.0
 
 
 # -- schedules -----------------------------------------------------------------------
@@ -281,81 +277,6 @@ def webhook_calls(
 ) -> list[CallOut]:
     """The last calls: time, source address, status, run."""
     return [CallOut.of(c) for c in runtime.webhooks.history(webhook_id, limit)]
-
-
-HOOK_ERRORS: dict[int | str, dict[str, object]] = {
-    **ERRORS,
-    401: {"description": "Missing, wrong, stale or replayed signature."},
-    403: {"description": "The webhook or its job is disabled."},
-    413: {"description": "The body is too large."},
-    429: {"description": "Too many calls; see Retry-After."},
-}
-
-
-@router.get(
-    "/hooks/{token}",
-    status_code=status.HTTP_202_ACCEPTED,
-    responses=HOOK_ERRORS,
-    tags=["webhooks"],
-    operation_id="call_webhook_get",
-)
-@router.post(
-    "/hooks/{token}",
-    status_code=status.HTTP_202_ACCEPTED,
-    responses=HOOK_ERRORS,
-    tags=["webhooks"],
-    operation_id="call_webhook_post",
-)
-async def call_webhook(
-    token: str,
-    request: Request,
-    runtime: RuntimeDep,
-    wait: Annotated[
-        float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait for the result.")
-    ] = 0,
-) -> Response:
-    """Start a run of the webhook's job. The body (JSON, form or text), the query
-    parameters and the headers (minus authentication headers) reach the run's context
-    as webhook.payload, webhook.query_params and webhook.headers, and are its
-    parameters where the job declares them. 202 with the run; with `?wait=N`, the
-    run's result if it ends within N seconds."""
-    import anyio
-
-    limit = runtime.settings.webhook_max_bytes
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            body = body[: limit + 1]
-            break
-    query = {k: v for k, v in request.query_params.items() if k != "wait"}
-    incoming = Incoming(
-        method=request.method,
-        body=bytes(body),
-        content_type=request.headers.get("content-type", ""),
-        query=query,
-        headers={k.lower(): v for k, v in request.headers.items()},
-        source=request.client.host if request.client else None,
-    )
-    run = await anyio.to_thread.run_sync(runtime.webhooks.handle, token, incoming)
-    if wait > 0:
-        run = await anyio.to_thread.run_sync(_wait, runtime, run.id, wait)
-    out = RunOut.of(run).model_dump(mode="json")
-    answer: dict[str, Any] = {"run_id": run.id, "status": out["status"], "run": out}
-    code = status.HTTP_202_ACCEPTED
-    if run.status.is_final:
-        answer.update(outcome=out["outcome"], result=out["result"], error=out["error"])
-        code = status.HTTP_200_OK
-    return JSONResponse(answer, status_code=code, headers={"Location": f"/api/runs/{run.id}"})
-
-
-def _wait(runtime: Any, run_id: int, seconds: float) -> Any:
-    deadline = time.monotonic() + seconds
-    run = runtime.runs.get(run_id)
-    while not run.status.is_final and time.monotonic() < deadline:
-        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        run = runtime.runs.get(run_id)
-    return run
 
 
 # -- notifications --------------------------------------------------------------------
