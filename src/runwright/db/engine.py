@@ -106,8 +106,11 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+PG_NOW_SQL = "extract(epoch from clock_timestamp())::float8"
+
+
 def db_now(engine: Engine) -> sa.ColumnElement[float]:
     """The database clock as epoch seconds: leases are judged by it, not by hosts' clocks."""
     if is_postgres(engine):
-        return sa.literal_column("extract(epoch from clock_timestamp())::float8", sa.Float)
+        return sa.literal_column(PG_NOW_SQL, sa.Float)
     return sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)", sa.Float)

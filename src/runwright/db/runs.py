@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg.rows import namedtuple_row
+from psycopg.types.json import Jsonb
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, Row
 
-from runwright.db.engine import db_now, is_postgres, read, write
+from runwright.db.engine import PG_NOW_SQL, db_now, is_postgres, read, write
 from runwright.db.errors import translate_errors
 from runwright.db.tables import runs
 from runwright.model.runs import Progress, Run, SubmitRequest
@@ -75,6 +77,20 @@ HELD_UNTIL = 32503680000.0  # 3000-01-01: "not before it is released"
 _RUN_COLUMNS = [
     c for c in runs.c if c.name not in {"lease_token", "lease_expires_at", "heartbeat_at"}
 ]
+
+
+_PG_NOW = PG_NOW_SQL
+_PG_VALUES = [
+    "type", "payload", "queue", "priority", "status", "max_attempts", "timeout",
+    "idempotency_key", "job", "trigger", "retry_of", "job_id", "package_id", "environment",
+    "trigger_id", "fired_at", "held",
+]  # fmt: skip
+_PG_INSERT = (
+    f"INSERT INTO runs ({', '.join(_PG_VALUES)}, created_at, scheduled_at) VALUES ("
+    + ", ".join(f"%({name})s" for name in _PG_VALUES)
+    + f", {_PG_NOW}, coalesce(%(scheduled_at)s::float8, {_PG_NOW}))"
+    + f" RETURNING {', '.join(c.name for c in _RUN_COLUMNS)}"
+)
 
 
 class RunRepository:
@@ -164,8 +180,31 @@ class RunRepository:
         records more with them); returns them in the order given."""
         if not requests:
             return []
+        if self._postgres:
+            return self._insert_on_postgres(conn, requests)
         statement = self._many_insert().returning(*_RUN_COLUMNS, sort_by_parameter_order=True)
         return [row_to_run(row) for row in conn.execute(statement, self._many(requests))]
+
+    def _insert_on_postgres(
+        self, conn: sa.Connection, requests: Sequence[SubmitRequest]
+    ) -> builtins.list[Run]:
+        """psycopg's executemany with RETURNING: one short prepared statement sent for
+        every run in one round trip. SQLAlchemy would send one INSERT with a VALUES
+        row per run instead, a statement psycopg parses anew for every batch (half
+        the cost of a batch of webhook calls)."""
+        rows = self._many(requests)
+        for row in rows:
+            row["payload"] = Jsonb(row["payload"])
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor(row_factory=namedtuple_row) as cursor:
+            cursor.executemany(_PG_INSERT, rows, returning=True)
+            stored = []
+            while True:
+                stored.extend(cursor.fetchall())
+                if not cursor.nextset():
+                    break
+        return [row_to_run(row) for row in stored]
 
     def submit_keyed(self, requests: Sequence[SubmitRequest]) -> dict[str, tuple[int, bool]]:
         """Insert many runs that all carry idempotency keys, in one transaction; a key

@@ -381,16 +381,20 @@ class JobService:
     def start_on(
         self, conn: Connection, requests: builtins.list[SubmitRequest]
     ) -> builtins.list[Run]:
-        """Store ``prepare``d runs on the caller's transaction, counted against their
-        jobs; call ``started`` once it has committed."""
-        stored = self._runs.insert_on(conn, requests)
+        """Store ``prepare``d runs on the caller's transaction; then ``count_on`` them,
+        last (it locks their jobs' rows until the commit), and call ``started`` once
+        the transaction has committed."""
+        return self._runs.insert_on(conn, requests)
+
+    def count_on(self, conn: Connection, stored: builtins.list[Run]) -> None:
+        """Count runs stored by ``start_on`` against their jobs."""
         per_job: dict[int, builtins.list[int]] = {}
         for run in stored:
             if run.job_id is not None:
                 per_job.setdefault(run.job_id, []).append(run.id)
-        for job_id, ids in per_job.items():
+        for job_id in sorted(per_job):  # one order for every transaction: no deadlock
+            ids = per_job[job_id]
             self._jobs.record_runs(job_id, len(ids), max(ids), conn)
-        return stored
 
     def started(self) -> None:
         """Wake this process's workers for runs stored by ``start_on``."""

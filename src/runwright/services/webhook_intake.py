@@ -16,6 +16,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 KEEP_CALLS = 100  # calls kept per webhook, besides those young enough to catch a replay
-PRUNE_EVERY = 20  # calls stored for a webhook between two prunes of its history
+PRUNE_EVERY = 200  # calls stored for a webhook between two prunes of its history
+MAX_RECENT = 200_000  # signatures remembered in memory; older ones the database refuses
 REPLAY = "This signed request was already received (a replay); sign each call anew."
 
 
@@ -99,6 +101,8 @@ class CallIntake:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._since_prune: collections.Counter[int] = collections.Counter()
+        self._recent: dict[str, float] = {}  # signatures stored lately -> when
+        self._recent_lock = threading.Lock()
 
     async def store(self, call: PendingCall) -> Run | None:
         """Store the call with the next batch (and start its run); returns the run,
@@ -117,13 +121,14 @@ class CallIntake:
         return call.outcome
 
     def _ensure_thread(self) -> None:
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._loop, name="runwright-webhook-intake", daemon=True
-                    )
-                    self._thread.start()
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="runwright-webhook-intake", daemon=True
+                )
+                self._thread.start()
 
     def close(self) -> None:
         if self._thread is not None:
@@ -180,6 +185,7 @@ class CallIntake:
                 return
             call.error_raised = exc
             return
+        self._remember(batch)
         if any(run is not None for run in runs):
             self._jobs.started()
         for call, run in zip(batch, runs, strict=True):
@@ -190,35 +196,45 @@ class CallIntake:
 
     def _store(self, batch: list[PendingCall]) -> list[Run | None]:
         with translate_errors("record webhook calls"), write(self._engine) as conn:
-            self._refuse_replays(conn, batch)
-            starting = [call for call in batch if call.request is not None]
-            started = iter(self._jobs.start_on(conn, [c.request for c in starting if c.request]))
+            self._refuse_replays(batch)
+            requests = [call.request for call in batch if call.request is not None]
+            stored = self._jobs.start_on(conn, requests)
+            started = iter(stored)
             runs = [next(started) if call.request is not None else None for call in batch]
             conn.execute(
                 sa.insert(webhook_calls),
                 [call.row(run.id if run else None) for call, run in zip(batch, runs, strict=True)],
             )
             self._prune(conn, batch)
+            self._jobs.count_on(conn, stored)
         return runs
 
-    def _refuse_replays(self, conn: sa.Connection, batch: list[PendingCall]) -> None:
-        signatures = [call.signature for call in batch if call.signature is not None]
-        if not signatures:
-            return
-        seen = set(
-            conn.execute(
-                sa.select(webhook_calls.c.signature).where(
-                    webhook_calls.c.signature.in_(signatures)
-                )
-            ).scalars()
-        )
-        for call in batch:
-            if call.signature is None:
-                continue
-            if call.signature in seen:
-                call.refuse_as_replay()
-            else:
-                seen.add(call.signature)
+    def _refuse_replays(self, batch: list[PendingCall]) -> None:
+        """Refuse, without asking the database, a signature seen here lately or twice
+        in the batch. One first sent to another server is refused by the unique
+        index when the batch commits (and the batch is stored again call by call)."""
+        cutoff = time.monotonic() - self._replay_window
+        seen: set[str] = set()
+        with self._recent_lock:  # store_now runs on its callers' threads
+            while self._recent:
+                oldest = next(iter(self._recent))
+                if self._recent[oldest] >= cutoff and len(self._recent) <= MAX_RECENT:
+                    break
+                del self._recent[oldest]
+            for call in batch:
+                if call.signature is None:
+                    continue
+                if call.signature in self._recent or call.signature in seen:
+                    call.refuse_as_replay()
+                else:
+                    seen.add(call.signature)
+
+    def _remember(self, batch: list[PendingCall]) -> None:
+        now = time.monotonic()
+        with self._recent_lock:
+            for call in batch:
+                if call.signature is not None:
+                    self._recent[call.signature] = now
 
     def _prune(self, conn: sa.Connection, batch: list[PendingCall]) -> None:
         """Keep a webhook's last KEEP_CALLS calls, and every call young enough that
