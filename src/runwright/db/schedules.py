@@ -145,6 +145,15 @@ class ScheduleRepository:
             found = [_schedule(row) for row in conn.execute(query)]
         yield None, found
 
+    def next_due(self) -> float | None:
+        """The earliest fire time of the enabled schedules (the partial index has it)."""
+        query = sa.select(sa.func.min(schedules.c.next_fire_at)).where(
+            schedules.c.enabled.is_(True), schedules.c.next_fire_at.is_not(None)
+        )
+        with translate_errors("find the next fire time"), read(self.engine) as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else float(found)
+
     @contextlib.contextmanager
     def _on(self, conn: Connection | None) -> Iterator[Connection]:
         if conn is not None:

@@ -14,6 +14,8 @@ from runwright.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+FIRE_MARGIN = 0.002  # seconds after a fire time: the pass then finds it due
+
 
 class SchedulerLoop(threading.Thread):
     def __init__(self, runtime: Runtime, *, interval: float | None = None) -> None:
@@ -44,7 +46,22 @@ class SchedulerLoop(threading.Thread):
                 self.tick()
             except Exception:
                 log.exception("scheduler pass failed; trying again")
-            self._halt.wait(max(0.0, self._interval - (time.monotonic() - started)))
+            self._halt.wait(self._pause(started))
+
+    def _pause(self, started: float) -> float:
+        """Until the next pass: the interval, or less when a schedule fires sooner, so
+        that its runs start on their second rather than up to an interval late."""
+        pause = max(0.0, self._interval - (time.monotonic() - started))
+        try:
+            due = self._runtime.schedules.next_due()
+        except RunwrightError:
+            return pause
+        wait = None if due is None else due - time.time()
+        # A fire time already past is one another scheduler holds or one that failed:
+        # the regular interval, not a busy loop, until it is handled.
+        if wait is not None and wait > 0:
+            pause = min(pause, wait + FIRE_MARGIN)
+        return pause
 
     def stop(self) -> None:
         self._halt.set()

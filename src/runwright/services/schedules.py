@@ -32,6 +32,9 @@ class ScheduleSpec:
     description: str = ""
 
 
+TICK_CHUNK = 200  # schedules fired per transaction
+
+
 @dataclass(frozen=True, slots=True)
 class TickReport:
     started: int = 0
@@ -137,18 +140,41 @@ class ScheduleService:
         return self._schedules.fires(schedule_id, limit)
 
     # -- firing ------------------------------------------------------------------------
-    def tick(self, now: float | None = None, limit: int = 2000) -> TickReport:
-        """Fire every due schedule once; safe to run in several processes at once.
+    def next_due(self) -> float | None:
+        """When the next schedule fires (epoch seconds), if any is enabled."""
+        return self._schedules.next_due()
 
-        Fires of jobs that allow overlapping runs are started in one transaction per
-        job (a thousand schedules due in the same second cost a few statements);
-        jobs with a concurrency policy go one fire at a time, in order."""
+    def tick(
+        self, now: float | None = None, limit: int = 2000, chunk: int = TICK_CHUNK
+    ) -> TickReport:
+        """Fire every due schedule once (at most ``limit``); safe to run in several
+        processes at once.
+
+        Due schedules are taken ``chunk`` at a time, a transaction each: the runs of
+        the first ones are committed, and workers start them, while the next are being
+        fired. Within a chunk, the fires of a job that allows overlapping runs are
+        started together (a thousand schedules due in the same second cost a few
+        statements); jobs with a concurrency policy go one fire at a time, in order."""
         now = time.time() if now is None else now
+        total = TickReport()
+        for _ in range(max(1, -(-limit // chunk))):
+            report, taken = self._tick_chunk(now, min(chunk, limit))
+            total = TickReport(
+                started=total.started + report.started,
+                skipped=total.skipped + report.skipped,
+                failed=total.failed + report.failed,
+                missed=total.missed + report.missed,
+            )
+            if taken < chunk:
+                break
+        return total
+
+    def _tick_chunk(self, now: float, limit: int) -> tuple[TickReport, int]:
         counts = {"started": 0, "skipped": 0, "failed": 0}
         missed = 0
         with self._schedules.due(now, limit) as (conn, due):
             if not due:
-                return TickReport()
+                return TickReport(), 0
             jobs = self._jobs.by_ids(sorted({s.job_id for s in due}))
             plans = {}
             batches: dict[int, builtins.list[tuple[Schedule, float]]] = {}
@@ -200,12 +226,13 @@ class ScheduleService:
                     for schedule in due
                 ],
             )
-        return TickReport(
+        report = TickReport(
             started=counts["started"],
             skipped=counts["skipped"],
             failed=counts["failed"],
             missed=missed,
         )
+        return report, len(due)
 
     def _options(self, schedule: Schedule, fire_time: float) -> RunOptions:
         return RunOptions(
