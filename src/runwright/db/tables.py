@@ -322,3 +322,67 @@ cursors = sa.Table(
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("value", Epoch, nullable=False),
 )
+
+# The inventory: hosts a job may run its work on, selected by tag.
+targets = sa.Table(
+    "targets",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("address", sa.String(255), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False, server_default="22"),
+    sa.Column("driver", sa.String(20), nullable=False, server_default="ssh"),
+    sa.Column("tags", Json, nullable=False),  # a list of strings
+    sa.Column("vars", Json, nullable=False),  # free-form object
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    # host_key: pinned by the operator; known_host_key: recorded on the first successful
+    # connection (trust on first use) and checked on every later one.
+    sa.Column("host_key", sa.Text, nullable=True),
+    sa.Column("known_host_key", sa.Text, nullable=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+)
+
+# Credentials for targets: the secret part (password, or private key and passphrase) is
+# one Fernet token of a JSON object in ``secret``; the rest is readable.
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("username", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # password or key
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="100"),
+    sa.Column("tags", Json, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("updated_at", Epoch, nullable=False),
+    sa.Column("last_used_at", Epoch, nullable=True),
+    sa.Column("successes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+)
+
+# One row per target of a run (and step, '' for a script or package): what happened
+# there. Names are copied: the row outlives changes to the inventory.
+run_targets = sa.Table(
+    "run_targets",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_id", BigId, nullable=False),
+    sa.Column("step_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("target_id", BigId, nullable=True),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("address", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("credential", sa.String(200), nullable=True),
+    sa.Column("credentials_tried", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("started_at", Epoch, nullable=True),
+    sa.Column("finished_at", Epoch, nullable=True),
+    sa.Column("exit_status", sa.Integer, nullable=True),
+    sa.Column("output", sa.Text, nullable=True),  # a summary: the last lines
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("error_type", sa.String(40), nullable=True),
+    sa.UniqueConstraint("run_id", "step_id", "target"),
+)

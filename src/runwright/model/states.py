@@ -27,6 +27,14 @@ class Outcome(StrEnum):
     CANCELED = "canceled"
     KILLED = "killed"  # a job's process ended by a signal it did not get from runwright
     OUT_OF_MEMORY = "out_of_memory"
+    # A run that worked on targets (see model/targets.judge):
+    COMPLETED_SUCCESS = "completed_success"
+    COMPLETED_PARTIAL_FAILURE = "completed_partial_failure"
+    COMPLETED_FAILURE = "completed_failure"
+    COMPLETED_NO_TARGETS = "completed_no_targets"
+    COMPLETED_NO_CREDENTIALS = "completed_no_credentials"
+    FAILED_CREDENTIAL_RESOLUTION = "failed_credential_resolution"
+    FAILED_UNEXPECTED = "failed_unexpected"
 
 
 FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED})
