@@ -61,6 +61,7 @@ class _Backend(Protocol):
     def resume(self, run_id: int) -> Run: ...
     def steps(self, run_id: int) -> builtins.list[dict[str, Any]]: ...
     def context(self, run_id: int) -> dict[str, Any]: ...
+    def targets(self, run_id: int) -> builtins.list[dict[str, Any]]: ...
     def workers(self) -> builtins.list[dict[str, Any]]: ...
     def task_types(self) -> builtins.list[dict[str, Any]]: ...
     def close(self) -> None: ...
@@ -165,6 +166,10 @@ class Client:
         """The saved job context of a multi-step run, sensitive values masked."""
         return self._backend.context(run_id)
 
+    def targets(self, run_id: int) -> builtins.list[dict[str, Any]]:
+        """What happened on each target of a run (empty for a run on no targets)."""
+        return self._backend.targets(run_id)
+
     def workers(self) -> builtins.list[dict[str, Any]]:
         """Live workers: id, hostname, pid, queues, concurrency, running, heartbeat_at."""
         return self._backend.workers()
@@ -193,7 +198,7 @@ class Client:
         **options: Any,
     ) -> Run:
         """Start a run of a job's current version (options: timeout, priority, queue,
-        max_attempts, idempotency_key)."""
+        max_attempts, idempotency_key, targets={"tags": [...], "max_parallel": N})."""
         body = {"params": params or {}, "args": args or [], "environment": environment, **options}
         return run_from_json(self.request("POST", f"/api/jobs/{job}/runs", json=body))
 
@@ -293,6 +298,10 @@ class _DatabaseBackend:
         from runwright.api.routes.steps import run_context
 
         return run_context(run_id, self._runtime)
+
+    def targets(self, run_id: int) -> builtins.list[dict[str, Any]]:
+        self._runs.get(run_id)
+        return [row.to_json() for row in self._runtime.run_targets.list(run_id)]
 
     def workers(self) -> builtins.list[dict[str, Any]]:
         from runwright.api.schemas import WorkerOut
@@ -397,6 +406,9 @@ class _HttpBackend:
 
     def context(self, run_id: int) -> dict[str, Any]:
         return dict(self._call("GET", f"/api/runs/{run_id}/context"))
+
+    def targets(self, run_id: int) -> builtins.list[dict[str, Any]]:
+        return list(self._call("GET", f"/api/runs/{run_id}/targets"))
 
     def workers(self) -> builtins.list[dict[str, Any]]:
         return list(self._call("GET", "/api/workers"))

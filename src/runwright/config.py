@@ -44,6 +44,19 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         default=30.0, ge=0, description="Seconds a stopping worker lets running runs finish."
     )
+    target_connect_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Seconds to connect and log in to a target before it counts as timed out.",
+    )
+    target_connect_retries: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description="Connection attempts repeated after a refused or unreachable target "
+        "(not after a refused credential: the next candidate is tried instead).",
+    )
     scheduler_interval: float = Field(
         default=0.25, gt=0, le=60, description="Seconds between two passes of the scheduler."
     )

@@ -228,6 +228,13 @@ class DeployedOut(BaseModel):
     uploaded: bool = Field(description="False when the store already had these bytes.")
 
 
+class TargetsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[str] | None = Field(default=None, min_length=1, description="Targets' tags.")
+    max_parallel: int | None = Field(default=None, ge=1, le=1000, description="At once.")
+
+
 class JobRunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -240,6 +247,29 @@ class JobRunIn(BaseModel):
     timeout: float | None = Field(default=None, gt=0)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
     scheduled_at: datetime | None = None
+    targets: TargetsIn | None = Field(
+        default=None, description="Run the job's steps on targets on these targets instead."
+    )
+
+
+class RunTargetOut(BaseModel):
+    step_id: str = Field(description="The step ('' for a script or package).")
+    target: str
+    address: str
+    status: str = Field(
+        description="pending, running, succeeded, failed, no_credentials or canceled."
+    )
+    credential: str | None = Field(description="The credential that logged in.")
+    credentials_tried: int
+    started_at: float | None
+    finished_at: float | None
+    duration: float | None
+    exit_status: int | None
+    output: str | None = Field(description="The last lines of the target's output.")
+    error: str | None
+    error_type: str | None = Field(
+        description="auth, connection, timeout, host_key, command, credential, unexpected."
+    )
 
 
 class LogLineOut(BaseModel):

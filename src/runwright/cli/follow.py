@@ -16,6 +16,8 @@ STYLES = {"error": "red", "warning": "yellow", "debug": "dim"}
 def print_line(line: dict[str, Any]) -> None:
     style = "dim" if line.get("stream") == "system" else STYLES.get(line.get("level", ""), "")
     text = Text(line.get("message", ""), style=style)
+    if line.get("target"):
+        text = Text.assemble((f"[{line['target']}] ", "magenta"), text)
     if line.get("step"):
         text = Text.assemble((f"[{line['step']}] ", "cyan"), text)
     console.print(text, soft_wrap=True, highlight=False)

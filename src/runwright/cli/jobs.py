@@ -336,8 +336,19 @@ def run(
     idempotency_key: Annotated[str | None, typer.Option()] = None,
     wait: Annotated[bool, typer.Option(help="Wait and print the result.")] = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Show lines live.")] = False,
+    tags: Annotated[
+        str | None, typer.Option(help="Run the steps on targets on these tags instead (a,b).")
+    ] = None,
+    max_parallel: Annotated[
+        int | None, typer.Option(min=1, max=1000, help="Targets at once (steps on targets).")
+    ] = None,
 ) -> None:
     """Run a job's current version; --follow shows its output live."""
+    targets: dict[str, Any] = {}
+    if tags is not None:
+        targets["tags"] = [t.strip() for t in tags.split(",") if t.strip()]
+    if max_parallel is not None:
+        targets["max_parallel"] = max_parallel
     options = {
         key: value
         for key, value in {
@@ -346,6 +357,7 @@ def run(
             "queue": queue,
             "max_attempts": max_attempts,
             "idempotency_key": idempotency_key,
+            "targets": targets or None,
         }.items()
         if value is not None
     }

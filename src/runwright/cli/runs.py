@@ -85,6 +85,31 @@ def show_steps(steps: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def show_targets(rows: list[dict[str, Any]]) -> None:
+    table = Table(box=None, header_style="bold", padding=(0, 1))
+    for column in ("STEP", "TARGET", "ADDRESS", "STATUS", "CREDENTIAL", "EXIT", "DURATION"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("OUTPUT / ERROR", no_wrap=True, overflow="ellipsis", max_width=60)
+    for row in rows:
+        style = STEP_STYLE.get(row["status"], "red" if row["status"] != "succeeded" else "green")
+        duration = row.get("duration")
+        detail = (
+            f"{row['error_type']}: {row['error']}" if row.get("error") else row.get("output") or ""
+        )
+        exit_status = row.get("exit_status")
+        table.add_row(
+            row.get("step_id") or "-",
+            row["target"],
+            row["address"],
+            f"[{style}]{row['status']}[/]",
+            row.get("credential") or "-",
+            "-" if exit_status is None else str(exit_status),
+            f"{duration:.2f}s" if duration is not None else "-",
+            " ".join(detail.split()),
+        )
+    console.print(table)
+
+
 def show_run(run: Run) -> None:
     console.print(f"[bold]Run {run.id}[/] {run.type}  {_status(run)}")
     rows = [
@@ -217,18 +242,24 @@ def show(
     with reported(), _client(ctx) as client:
         run = client.get(run_id)
         steps = client.steps(run_id) if run.type == "steps" else []
+        targets = client.targets(run_id) if run.type == "steps" else []
     if as_json:
-        print_json({**run_dict(run), **({"steps": steps} if run.type == "steps" else {})})
+        extra = {"steps": steps, "targets": targets} if run.type == "steps" else {}
+        print_json({**run_dict(run), **extra})
         return
     show_run(run)
     if steps:
         console.print("  [bold]steps[/]")
         show_steps(steps)
-        if run.status in (RunStatus.FAILED, RunStatus.CANCELED):
-            console.print(
-                f"Continue from the failed step with: runwright runs resume {run.id}",
-                highlight=False,
-            )
+    if targets:
+        done = sum(1 for t in targets if t["status"] == "succeeded")
+        console.print(f"  [bold]targets[/] ({done} of {len(targets)} succeeded)")
+        show_targets(targets)
+    if steps and run.status in (RunStatus.FAILED, RunStatus.CANCELED):
+        console.print(
+            f"Continue from the failed step with: runwright runs resume {run.id}",
+            highlight=False,
+        )
 
 
 @runs_app.command("result")

@@ -225,7 +225,7 @@ class RunQueue:
             .where(*guard)
             .values(
                 status=RunStatus.SUCCEEDED.value,
-                outcome=None,
+                outcome=sa.bindparam("out"),
                 error=None,
                 result=sa.bindparam("res", type_=runs.c.result.type),
                 **final,
@@ -489,6 +489,7 @@ def _finish_params(item: Completion) -> dict[str, Any]:
     params: dict[str, Any] = {"rid": item.run_id, "tok": item.lease_token}
     if item.kind == "succeeded":
         params["res"] = item.result
+        params["out"] = item.outcome.value if item.outcome else None
     elif item.kind == "failed":
         params["out"] = item.outcome.value if item.outcome else Outcome.ERROR.value
         params["err"] = item.error

@@ -27,6 +27,7 @@ from runwright.model.references import (
     has_reference,
     referenced_steps,
 )
+from runwright.model.targets import TargetSelector
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 ACTIONS = ("python", "shell", "http", "sql", "file", "sftp")
@@ -144,7 +145,14 @@ class PythonInputs(_Strict):
     inputs: dict[str, Any] = Field(default_factory=dict)
 
 
+class SshInputs(_Strict):
+    """Run ``command`` on every target of the step (its ``targets``) over SSH."""
+
+    command: Annotated[str, Field(min_length=1, max_length=100_000)]
+
+
 INPUTS: dict[str, type[_Strict]] = {
+    "ssh": SshInputs,
     "http": HttpInputs,
     "sql": SqlInputs,
     "file": FileInputs,
@@ -155,6 +163,9 @@ INPUTS: dict[str, type[_Strict]] = {
 
 
 # -- the definition -------------------------------------------------------------------
+TARGETED_ACTIONS = ("ssh",)  # actions that run once per target of the step
+
+
 class Retries(_Strict):
     count: Annotated[int, Field(ge=0, le=100)] = 0
     backoff: Annotated[float, Field(ge=0, le=3600)] = 1.0  # seconds, doubled per retry
@@ -167,8 +178,9 @@ class Retries(_Strict):
 
 class StepSpec(_Strict):
     id: Annotated[str, Field(pattern=STEP_ID)]
-    uses: Literal["python", "shell", "http", "sql", "file", "sftp"]
+    uses: Literal["python", "shell", "http", "sql", "file", "sftp", "ssh"]
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    targets: TargetSelector | None = None
     name: str | None = None
     when: str | None = None
     timeout: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None
@@ -232,6 +244,16 @@ def parse_definition(data: Any, *, source: str = "job.yaml") -> StepsDefinition:
         where = f"steps[{index}]"
         if step.id in seen:
             problems.append(f"{where}.id: {step.id!r} is used by an earlier step; ids must differ")
+        if step.uses == "ssh" and step.targets is None:
+            problems.append(
+                f"{where}.targets: an ssh step needs targets, e.g. "
+                "targets: {tags: [web], max_parallel: 10}"
+            )
+        if step.targets is not None and step.uses not in TARGETED_ACTIONS:
+            problems.append(
+                f"{where}.targets: {step.uses} steps do not run on targets; "
+                f"use {' or '.join(TARGETED_ACTIONS)}"
+            )
         problems.extend(_check_inputs(step, where))
         problems.extend(_check_references(step, where, seen))
         seen.append(step.id)

@@ -25,6 +25,7 @@ from runwright.model.manifest import MANIFEST_NAME, STEPS_NAME, check_environmen
 from runwright.model.params import ParameterSpec, parse_specs, validate_params
 from runwright.model.runs import Job, Package, Run, SubmitRequest
 from runwright.model.steps import parse_definition
+from runwright.model.targets import override
 from runwright.services.runs import RunService
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -92,6 +93,7 @@ class RunOptions:
     trigger_id: int | None = None
     fired_at: float | None = None
     webhook: dict[str, Any] | None = None  # payload, query_params, headers of the call
+    targets: dict[str, Any] | None = None  # tags / max_parallel over the job's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,4 +437,21 @@ class JobService:
         }
         if options.webhook is not None:
             payload["webhook"] = options.webhook
+        if options.targets:
+            payload["targets"] = self._targets_override(job, package, options.targets)
         return payload, package
+
+    def _targets_override(
+        self, job: Job, package: Package, given: dict[str, Any]
+    ) -> dict[str, Any]:
+        steps = (package.manifest.get("steps") or {}).get("steps") or []
+        if not any(isinstance(s, dict) and s.get("targets") for s in steps):
+            raise InvalidRequest(
+                f"Job {job.name!r} v{package.version} has no step that runs on targets; "
+                "targets apply to steps with `targets:` (uses: ssh)."
+            )
+        try:
+            override(None, {"tags": ["placeholder"], **given})
+        except ValueError as exc:
+            raise InvalidRequest(f"targets are not valid: {exc}") from exc
+        return dict(given)

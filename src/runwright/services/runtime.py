@@ -14,6 +14,7 @@ from runwright.db.engine import create_engine
 from runwright.db.jobs import JobRepository
 from runwright.db.logs import LogRepository
 from runwright.db.notify import Waker
+from runwright.db.run_targets import RunTargetRepository
 from runwright.db.runs import RunRepository
 from runwright.db.schedules import ScheduleRepository
 from runwright.db.schema import ensure_schema
@@ -53,6 +54,7 @@ class Runtime:
     logs: LogRepository
     variables: VariableService
     steps: RunStepRepository
+    run_targets: RunTargetRepository
     contexts: ContextStore
     schedules: ScheduleService
     webhooks: WebhookService
@@ -107,6 +109,7 @@ class Runtime:
             logs=LogRepository(engine),
             variables=variables,
             steps=RunStepRepository(engine),
+            run_targets=RunTargetRepository(engine),
             contexts=ContextStore(store),
             schedules=ScheduleService(
                 schedules=ScheduleRepository(engine),

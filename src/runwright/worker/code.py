@@ -10,7 +10,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,12 @@ from runwright.services.contexts import ContextStore
 from runwright.services.variables import ResolvedVariables
 from runwright.worker import process, venvs
 from runwright.worker.context import TaskContext
+from runwright.worker.execute import Finished
 from runwright.worker.logsink import LogSink
 from runwright.worker.steps.engine import StepsEngine, StepsRun
 from runwright.worker.steps.pyhost import HostSpec
+from runwright.worker.targets.dispatch import Dispatcher, TargetAccess
+from runwright.worker.targets.ssh import SshSettings
 
 CODE_TYPES = ("script", "package", "steps")
 SDK_SOURCE = Path(__file__).resolve().parent.parent / "sdk"
@@ -55,6 +58,7 @@ class CodeRun:
     args: list[str]
     environment: str | None
     webhook: dict[str, Any] | None = None
+    targets: dict[str, Any] | None = None  # the run's choice of targets over the job's
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> CodeRun:
@@ -70,6 +74,7 @@ class CodeRun:
             args=[str(a) for a in payload.get("args") or []],
             environment=payload.get("environment"),
             webhook=payload.get("webhook"),
+            targets=payload.get("targets"),
         )
 
 
@@ -83,27 +88,35 @@ class _Output:
         self.seq = first_seq
         self.step: str | None = None  # the step of a multi-step run whose lines these are
         self._sink = sink
-        self._mask = masker
+        self._mask: Callable[[str], str] = masker
         self._file = file.open("a", encoding="utf-8")
         self._levels = {Stream.STDOUT: LevelTracker(), Stream.STDERR: LevelTracker()}
         self.error_tail: list[str] = []
         self._lock = threading.Lock()  # stdout and stderr are read by two threads
 
-    def line(self, stream: Stream, message: str, level: Level | None = None) -> None:
+    def line(
+        self, stream: Stream, message: str, level: Level | None = None, target: str | None = None
+    ) -> None:
         message = self._mask(clean_text(message))
         if level is None:
             level = self._levels[stream].level(message) if stream in self._levels else Level.INFO
         with self._lock:
-            self._record(stream, message, level)
+            self._record(stream, message, level, target)
 
-    def _record(self, stream: Stream, message: str, level: Level) -> None:
+    def mask_also(self, secrets: Iterable[str]) -> None:
+        """Mask these values too from now on (credentials unlocked during the run)."""
+        extra = Masker(secrets)
+        earlier = self._mask
+        self._mask = lambda text: extra(earlier(text))
+
+    def _record(self, stream: Stream, message: str, level: Level, target: str | None) -> None:
         self.seq += 1
         now = time.time()
         step = self.step
         self._sink.emit(
-            LogLine(self.run_id, self.seq, now, stream.value, level.value, message, step)
+            LogLine(self.run_id, self.seq, now, stream.value, level.value, message, step, target)
         )
-        where = f"[{step}] " if step else ""
+        where = "".join(f"[{part}] " for part in (step, target) if part)
         self._file.write(f"{now:.3f} {stream.value} {level.value} {where}{message}\n")
         if stream is Stream.STDERR or level is Level.ERROR:
             self.error_tail.append(message)
@@ -129,10 +142,12 @@ class CodeExecutor:
         sink: LogSink,
         steps: RunStepRepository,
         variables: Callable[[int], ResolvedVariables],
+        targets: TargetAccess | None = None,
     ) -> None:
         self._settings = settings
         self._steps = steps
         self._variables = variables
+        self._targets = targets
         self._contexts = ContextStore(store)
         self._store = store
         self._logs = logs
@@ -248,9 +263,12 @@ class CodeExecutor:
                         run_id=ctx.run_id,
                     ),
                     host_command=[str(interpreter), str(sdk_path / "_runwright_steps.py")],
+                    dispatcher=self._dispatcher(ctx, output),
+                    targets_override=run.targets,
                 )
             )
-            return engine.execute()
+            value = engine.execute()
+            return value if engine.verdict is None else Finished(value, engine.verdict.outcome)
         command = [
             str(interpreter),
             str(sdk_path / "_runwright_entry.py"),
@@ -318,6 +336,25 @@ class CodeExecutor:
             )
         output.system(f"Exited with code 0 {took}")
         return result.get("value")
+
+    def _dispatcher(self, ctx: TaskContext, output: _Output) -> Dispatcher | None:
+        if self._targets is None:
+            return None
+        return Dispatcher(
+            run_id=ctx.run_id,
+            inventory=self._targets.inventory,
+            keyring=self._targets.keyring,
+            records=self._targets.records,
+            settings=SshSettings(
+                connect_timeout=self._settings.target_connect_timeout,
+                connect_retries=self._settings.target_connect_retries,
+            ),
+            line=lambda stream, text, target: output.line(stream, text, target=target),
+            system=lambda message, level, target: output.line(
+                Stream.SYSTEM, message, level, target=target
+            ),
+            secrets=output.mask_also,
+        )
 
     def _finish(
         self, ctx: TaskContext, run: CodeRun, output: _Output, log_file: Path, exit_code: int | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from runwright.errors import Cancelled, ExecutionFailed, Retry
@@ -14,7 +15,18 @@ from runwright.model.states import Outcome, failure_outcome
 MAX_ERROR_CHARS = 8000
 
 
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A result with the outcome that details the success (a run on targets)."""
+
+    value: Any
+    outcome: Outcome
+
+
 def success(run: ClaimedRun, result: Any) -> Completion:
+    outcome = None
+    if isinstance(result, Finished):
+        result, outcome = result.value, result.outcome
     problem = json_problem(result, "The task's result") if result is not None else None
     if problem:
         return Completion(
@@ -24,7 +36,9 @@ def success(run: ClaimedRun, result: Any) -> Completion:
             outcome=failure_outcome(attempt=1, max_attempts=1),
             error=f"{problem}. Return dicts, lists, strings, finite numbers, booleans or None.",
         )
-    return Completion(run_id=run.id, lease_token=run.lease_token, kind="succeeded", result=result)
+    return Completion(
+        run_id=run.id, lease_token=run.lease_token, kind="succeeded", result=result, outcome=outcome
+    )
 
 
 def failure(

@@ -165,6 +165,7 @@ def run_job(name: str, body: JobRunIn, runtime: RuntimeDep) -> RunOut:
             idempotency_key=body.idempotency_key,
             scheduled_at=to_epoch(body.scheduled_at),
             trigger="api",
+            targets=body.targets.model_dump(exclude_none=True) if body.targets else None,
         ),
     )
     return RunOut.of(run)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from runwright.api.deps import RunId, RuntimeDep
 from runwright.api.routes.jobs import job_out, package_out
 from runwright.api.routes.runs import ERRORS
-from runwright.api.schemas import DeployedOut, RunOut
+from runwright.api.schemas import DeployedOut, RunOut, RunTargetOut
 from runwright.errors import NotFound
 from runwright.services.contexts import masked_json
 
@@ -73,6 +73,14 @@ def run_steps(run_id: RunId, runtime: RuntimeDep) -> list[StepOut]:
     """The steps of a multi-step run: status, timing, tries, error, output summary."""
     runtime.runs.get(run_id)
     return [StepOut(**step.to_json()) for step in runtime.steps.list(run_id)]
+
+
+@router.get("/api/runs/{run_id}/targets", responses=ERRORS)
+def run_targets(run_id: RunId, runtime: RuntimeDep) -> list[RunTargetOut]:
+    """What happened on each target of the run: status, credential used, timing, exit
+    status, the last lines of output, error and its type."""
+    runtime.runs.get(run_id)
+    return [RunTargetOut(**row.to_json()) for row in runtime.run_targets.list(run_id)]
 
 
 @router.get("/api/runs/{run_id}/context", responses=ERRORS)

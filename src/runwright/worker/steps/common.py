@@ -20,10 +20,11 @@ from runwright.model.logs import Level
 class StepFailed(Exception):
     """A step's action failed; ``error_type`` says how (for retries and the UI)."""
 
-    def __init__(self, message: str, error_type: str = "error") -> None:
+    def __init__(self, message: str, error_type: str = "error", *, output: Any = None) -> None:
         super().__init__(message)
         self.message = message
         self.error_type = error_type
+        self.output = output  # what the step did produce (per-target results)
 
 
 class StepTimedOut(StepFailed):

@@ -21,7 +21,7 @@ from runwright.errors import Cancelled, ExecutionFailed, InvalidRequest, NotFoun
 from runwright.model.context import FileMetadata, JobContext, StepStatus, WebhookData
 from runwright.model.logs import Level, Stream
 from runwright.model.references import ReferenceError_, evaluate_condition, render_inputs
-from runwright.model.states import Outcome
+from runwright.model.states import Outcome, RunStatus
 from runwright.model.steps import (
     FileInputs,
     HttpInputs,
@@ -29,10 +29,12 @@ from runwright.model.steps import (
     SftpInputs,
     ShellInputs,
     SqlInputs,
+    SshInputs,
     StepsDefinition,
     StepSpec,
     validate_inputs,
 )
+from runwright.model.targets import Verdict, override
 from runwright.services.contexts import ContextStore, masked_json
 from runwright.services.variables import ResolvedVariables
 from runwright.worker.context import TaskContext
@@ -43,6 +45,7 @@ from runwright.worker.steps.pyhost import HostSpec, PythonHost
 from runwright.worker.steps.sftp import run_sftp
 from runwright.worker.steps.shell import run_shell
 from runwright.worker.steps.sql import run_sql
+from runwright.worker.targets.dispatch import Dispatcher, ResolutionFailed
 
 
 class StepOutput:
@@ -72,6 +75,8 @@ class StepsRun:
     variables: ResolvedVariables
     process: HostSpec  # how shell and python steps start (sandbox, environment, limits)
     host_command: list[str]
+    dispatcher: Dispatcher | None = None  # for steps on targets
+    targets_override: dict[str, Any] | None = None  # the run's choice of targets
 
 
 class StepsEngine:
@@ -95,6 +100,8 @@ class StepsEngine:
         )
         self.context_saves = 0
         self.context_save_seconds = 0.0
+        # The verdict of the last step on targets: the run's outcome when it ends.
+        self.verdict: Verdict | None = None
 
     # -- the run -------------------------------------------------------------------
     def execute(self) -> Any:
@@ -125,11 +132,7 @@ class StepsEngine:
                         f"Step {spec.id} ({spec.uses}) {_words(state.status)}: "
                         f"{state.error}. Fix the cause, then `runwright runs resume "
                         f"{self.ctx.run_id}` to continue from this step.",
-                        outcome=(
-                            Outcome.TIMED_OUT
-                            if state.status == StepStatus.TIMED_OUT
-                            else Outcome.ERROR
-                        ).value,
+                        outcome=self._failure_outcome(state).value,
                     )
                 elif state.status != StepStatus.SKIPPED:
                     self.out.system(
@@ -141,6 +144,15 @@ class StepsEngine:
         done = sum(1 for s in context.steps.values() if s.status == StepStatus.SUCCEEDED)
         self.out.system(f"All {len(steps)} steps ended ({done} succeeded)")
         return last_output
+
+    def _failure_outcome(self, state: Any) -> Outcome:
+        if state.error_type == "credential_resolution":
+            return Outcome.FAILED_CREDENTIAL_RESOLUTION
+        if state.error_type == "targets" and self.verdict is not None:
+            return self.verdict.outcome
+        if state.error_type == "unexpected":
+            return Outcome.FAILED_UNEXPECTED
+        return Outcome.TIMED_OUT if state.status == StepStatus.TIMED_OUT else Outcome.ERROR
 
     def _start_context(self) -> tuple[JobContext, bool]:
         run = self.run
@@ -232,6 +244,8 @@ class StepsEngine:
                         self.ctx.sleep(delay)
                         continue
                     self._fail(state, status, exc.message, exc.error_type)
+                    if exc.output is not None:
+                        state.output = self._mask(json_safe(exc.output))
                     return
                 state.status = StepStatus.SUCCEEDED
                 state.output = self._mask(json_safe(value))
@@ -285,6 +299,8 @@ class StepsEngine:
                 context.references(),
                 deadline,
             )
+        if isinstance(inputs, SshInputs):
+            return self._on_targets(spec, inputs, deadline)
         if isinstance(inputs, ShellInputs):
             return run_shell(
                 inputs, env, self.run.process, self._process_line, lambda: self.ctx.cancelled
@@ -305,6 +321,40 @@ class StepsEngine:
         finally:
             for metadata in env.recorded:
                 context.add_file_metadata(metadata)
+
+    def _on_targets(self, spec: StepSpec, inputs: SshInputs, deadline: float | None) -> Any:
+        dispatcher = self.run.dispatcher
+        if dispatcher is None:
+            raise StepFailed("this worker cannot reach the target inventory", "unexpected")
+        try:
+            selector = override(spec.targets, self.run.targets_override)
+        except ValueError as exc:
+            raise StepFailed(f"the run's targets are not valid: {exc}", "input") from exc
+        assert selector is not None  # parse_definition requires targets on ssh steps
+
+        def stopped() -> bool:
+            return self.ctx.cancelled or (deadline is not None and time.monotonic() >= deadline)
+
+        def action() -> Any:
+            return dispatcher.ssh(
+                spec.id, selector, inputs.command, deadline=deadline, cancelled=stopped
+            )
+
+        try:
+            dispatched = self._in_thread(action, deadline, spec)
+        except ResolutionFailed as exc:
+            self.out.system(exc.message, Level.ERROR)
+            raise StepFailed(exc.message, "credential_resolution") from exc
+        except (StepFailed, Cancelled):
+            raise
+        except Exception as exc:
+            raise StepFailed(f"{type(exc).__name__}: {exc}", "unexpected") from exc
+        self.verdict = dispatched.verdict
+        self._secrets |= dispatcher.secrets_seen
+        output = dispatched.to_output()
+        if self.verdict is not None and self.verdict.status != RunStatus.SUCCEEDED:
+            raise StepFailed(self.verdict.message, "targets", output=output)
+        return output
 
     def _in_thread(self, action: Callable[[], Any], deadline: float | None, spec: StepSpec) -> Any:
         """Run an in-process action where a timeout or cancel can leave it behind (its
