@@ -163,7 +163,7 @@ INPUTS: dict[str, type[_Strict]] = {
 
 
 # -- the definition -------------------------------------------------------------------
-TARGETED_ACTIONS = ("ssh",)  # actions that run once per target of the step
+TARGETED_ACTIONS = ("ssh", "python")  # actions that run once per target of the step
 
 
 class Retries(_Strict):

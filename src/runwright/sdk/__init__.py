@@ -12,6 +12,12 @@
     sdk.context         # in a python step of a multi-step job: the job context
                         # (steps and their outputs, variables, params, webhook, files)
     sdk.step            # ... and the id of the step being run
+    sdk.target          # in a python step on targets: the target being worked on
+                        # (name, address, port, driver, tags, vars); None otherwise
+    sdk.credential      # ... and the credential to use with it: .username, .password,
+                        # .private_key, .passphrase (its repr shows no secret)
+    raise sdk.AuthenticationFailed("...")  # the host refused this credential: the
+                        # step is called again with the next candidate credential
     sdk.progress(40, "copied 4 of 10 files")
     sdk.set_result({"rows": 10})
 
@@ -29,9 +35,12 @@ import sys
 from typing import Any
 
 __all__ = [
+    "AuthenticationFailed",
+    "Credential",
     "args",
     "config",
     "context",
+    "credential",
     "environment",
     "job",
     "params",
@@ -39,6 +48,7 @@ __all__ = [
     "run_id",
     "set_result",
     "step",
+    "target",
     "webhook",
 ]
 
@@ -68,10 +78,44 @@ context: dict[str, Any] = {}
 step: str | None = None
 
 
-def _enter_step(step_id: str, job_context: dict[str, Any]) -> None:
+class AuthenticationFailed(Exception):
+    """Raise it when the target refused ``sdk.credential``: the step is called again
+    for this target with its next candidate credential."""
+
+
+class Credential:
+    """A credential for ``sdk.target``. Printing it (or logging it) shows no secret."""
+
+    __slots__ = ("name", "passphrase", "password", "private_key", "username")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.name: str = data.get("name") or ""
+        self.username: str = data.get("username") or ""
+        self.password: str | None = data.get("password")
+        self.private_key: str | None = data.get("private_key")
+        self.passphrase: str | None = data.get("passphrase")
+
+    def __repr__(self) -> str:
+        return f"Credential(name={self.name!r}, username={self.username!r}, secret=********)"
+
+    __str__ = __repr__
+
+
+target: dict[str, Any] | None = None
+credential: Credential | None = None
+
+
+def _enter_step(
+    step_id: str,
+    job_context: dict[str, Any],
+    on_target: dict[str, Any] | None = None,
+    with_credential: dict[str, Any] | None = None,
+) -> None:
     """Called by the step host before each python step (not part of the public API)."""
-    global step
+    global step, target, credential
     step = step_id
+    target = on_target
+    credential = Credential(with_credential) if with_credential is not None else None
     context.clear()
     context.update(job_context)
     params.clear()

@@ -33,7 +33,12 @@ def _resolve(function: str):  # type: ignore[no-untyped-def]
 def _call(request: dict) -> dict:  # type: ignore[type-arg]
     from runwright import sdk
 
-    sdk._enter_step(request["step"], request.get("context") or {})
+    sdk._enter_step(
+        request["step"],
+        request.get("context") or {},
+        request.get("target"),
+        request.get("credential"),
+    )
     try:
         value = _resolve(request["function"])(**(request.get("inputs") or {}))
         if hasattr(value, "__await__") and hasattr(value, "send"):
@@ -50,7 +55,14 @@ def _call(request: dict) -> dict:  # type: ignore[type-arg]
         text = f"{type(exc).__name__}: {exc}".strip()
         if isinstance(exc, TypeError | ValueError) and "JSON" in str(exc).upper():
             text = f"the step's return value is not JSON-serialisable: {exc}"
-        return {"type": "step_result", "call": request["call"], "ok": False, "error": text}
+        kind = "auth" if isinstance(exc, sdk.AuthenticationFailed) else "exception"
+        return {
+            "type": "step_result",
+            "call": request["call"],
+            "ok": False,
+            "error": text,
+            "error_type": kind,
+        }
     return {"type": "step_result", "call": request["call"], "ok": True, "value": value}
 
 

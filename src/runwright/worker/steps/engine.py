@@ -34,7 +34,15 @@ from runwright.model.steps import (
     StepSpec,
     validate_inputs,
 )
-from runwright.model.targets import Verdict, override
+from runwright.model.targets import (
+    Candidates,
+    ErrorType,
+    TargetSelector,
+    TargetStatus,
+    UnlockedCredential,
+    Verdict,
+    override,
+)
 from runwright.services.contexts import ContextStore, masked_json
 from runwright.services.variables import ResolvedVariables
 from runwright.worker.context import TaskContext
@@ -46,6 +54,9 @@ from runwright.worker.steps.sftp import run_sftp
 from runwright.worker.steps.shell import run_shell
 from runwright.worker.steps.sql import run_sql
 from runwright.worker.targets.dispatch import Dispatcher, ResolutionFailed
+from runwright.worker.targets.ssh import Attempted
+
+MAX_PYTHON_SLOTS = 8  # python processes working on targets at once, per step
 
 
 class StepOutput:
@@ -85,15 +96,17 @@ class StepsEngine:
         self.ctx = run.ctx
         self.out = run.output
         self._secrets = run.variables.secrets()
+        self._host_spec = HostSpec(
+            command=run.host_command,
+            cwd=run.process.cwd,
+            env=run.process.env,
+            limits=run.process.limits,
+            kill_grace=run.process.kill_grace,
+            run_id=run.process.run_id,
+        )
+        self._target_hosts: list[PythonHost] = []  # python steps on targets, one per slot
         self._host = PythonHost(
-            HostSpec(
-                command=run.host_command,
-                cwd=run.process.cwd,
-                env=run.process.env,
-                limits=run.process.limits,
-                kill_grace=run.process.kill_grace,
-                run_id=run.process.run_id,
-            ),
+            self._host_spec,
             on_line=self._process_line,
             on_progress=lambda m: self.ctx.progress(m.get("percent"), m.get("message")),
             cancelled=lambda: self.ctx.cancelled,
@@ -140,6 +153,8 @@ class StepsEngine:
                     )
         finally:
             self._host.close()
+            for host in self._target_hosts:
+                host.close()
         self.ctx.progress(100.0, f"{len(steps)} steps done")
         done = sum(1 for s in context.steps.values() if s.status == StepStatus.SUCCEEDED)
         self.out.system(f"All {len(steps)} steps ended ({done} succeeded)")
@@ -291,6 +306,8 @@ class StepsEngine:
         inputs = validate_inputs(spec.uses, rendered, spec.id)
         deadline = time.monotonic() + spec.timeout if spec.timeout else None
         env = self._env(spec, context, deadline)
+        if isinstance(inputs, PythonInputs) and spec.targets is not None:
+            return self._python_on_targets(spec, inputs, context, deadline)
         if isinstance(inputs, PythonInputs):
             return self._host.call(
                 spec.id,
@@ -322,7 +339,7 @@ class StepsEngine:
             for metadata in env.recorded:
                 context.add_file_metadata(metadata)
 
-    def _on_targets(self, spec: StepSpec, inputs: SshInputs, deadline: float | None) -> Any:
+    def _selector(self, spec: StepSpec) -> tuple[Dispatcher, TargetSelector]:
         dispatcher = self.run.dispatcher
         if dispatcher is None:
             raise StepFailed("this worker cannot reach the target inventory", "unexpected")
@@ -330,7 +347,11 @@ class StepsEngine:
             selector = override(spec.targets, self.run.targets_override)
         except ValueError as exc:
             raise StepFailed(f"the run's targets are not valid: {exc}", "input") from exc
-        assert selector is not None  # parse_definition requires targets on ssh steps
+        assert selector is not None  # only steps with targets come here
+        return dispatcher, selector
+
+    def _on_targets(self, spec: StepSpec, inputs: SshInputs, deadline: float | None) -> Any:
+        dispatcher, selector = self._selector(spec)
 
         def stopped() -> bool:
             return self.ctx.cancelled or (deadline is not None and time.monotonic() >= deadline)
@@ -340,8 +361,79 @@ class StepsEngine:
                 spec.id, selector, inputs.command, deadline=deadline, cancelled=stopped
             )
 
+        return self._dispatched(spec, dispatcher, lambda: self._in_thread(action, deadline, spec))
+
+    def _python_on_targets(
+        self, spec: StepSpec, inputs: PythonInputs, context: JobContext, deadline: float | None
+    ) -> Any:
+        """The step's function once per target, with the target and a credential in
+        ``sdk.target`` / ``sdk.credential``, in up to MAX_PYTHON_SLOTS processes."""
+        dispatcher, selector = self._selector(spec)
+        references = context.references()
+        current: dict[int, str] = {}
+
+        def work(slot: int, candidates: Candidates, credential: UnlockedCredential) -> Attempted:
+            target = candidates.target
+            current[slot] = target.name
+            host = self._target_host(slot, current)
+            secret = credential.secret
+            self._secrets |= set(secret.values())  # errors below may quote them
+            extra = {
+                "target": target.public(),
+                "credential": {
+                    "name": credential.info.name,
+                    "username": credential.info.username,
+                    "password": secret.password,
+                    "private_key": secret.private_key,
+                    "passphrase": secret.passphrase,
+                },
+            }
+            try:
+                value = host.call(
+                    spec.id, inputs.function, inputs.inputs, references, deadline, extra
+                )
+            except Cancelled:
+                canceled = Attempted(status=TargetStatus.CANCELED)
+                canceled.error, canceled.error_type = "the run was canceled", "canceled"
+                return canceled
+            except StepTimedOut as exc:
+                return Attempted().fail(ErrorType.TIMEOUT, self._mask(exc.message))
+            except StepFailed as exc:
+                kind = ErrorType.AUTH if exc.error_type == "auth" else ErrorType.COMMAND
+                return Attempted().fail(kind, self._mask(exc.message))
+            done = Attempted(status=TargetStatus.SUCCEEDED)
+            done.value = json_safe(value)
+            return done
+
+        slots = min(selector.max_parallel, MAX_PYTHON_SLOTS)
+        return self._dispatched(
+            spec,
+            dispatcher,
+            lambda: dispatcher.each(
+                spec.id, selector, work, slots=slots, cancelled=lambda: self.ctx.cancelled
+            ),
+        )
+
+    def _target_host(self, slot: int, current: dict[int, str]) -> PythonHost:
+        while len(self._target_hosts) <= slot:
+            index = len(self._target_hosts)
+
+            def on_line(stream: Stream, text: str, index: int = index) -> None:
+                self.out.line(stream, text, target=current.get(index))
+
+            self._target_hosts.append(
+                PythonHost(
+                    self._host_spec,
+                    on_line=on_line,
+                    on_progress=lambda m: None,  # per target: the run's bar shows steps
+                    cancelled=lambda: self.ctx.cancelled,
+                )
+            )
+        return self._target_hosts[slot]
+
+    def _dispatched(self, spec: StepSpec, dispatcher: Dispatcher, go: Callable[[], Any]) -> Any:
         try:
-            dispatched = self._in_thread(action, deadline, spec)
+            dispatched = go()
         except ResolutionFailed as exc:
             self.out.system(exc.message, Level.ERROR)
             raise StepFailed(exc.message, "credential_resolution") from exc

@@ -149,7 +149,10 @@ class PythonHost:
         inputs: dict[str, Any],
         context: dict[str, Any],
         deadline: float | None,
+        extra: dict[str, Any] | None = None,
     ) -> Any:
+        """Call ``function``; ``extra`` adds fields to the request (the target and its
+        credential, which travel over the host's private stdin, never its arguments)."""
         if not self._alive():
             self._start()
         self._calls += 1
@@ -160,6 +163,7 @@ class PythonHost:
             "function": function,
             "inputs": inputs,
             "context": context,
+            **(extra or {}),
         }
         try:
             assert self._writer is not None
@@ -187,7 +191,10 @@ class PythonHost:
             self._wait_markers(call)
             if reply.get("ok"):
                 return reply.get("value")
-            raise StepFailed(str(reply.get("error") or "the step failed"), "exception")
+            raise StepFailed(
+                str(reply.get("error") or "the step failed"),
+                str(reply.get("error_type") or "exception"),
+            )
 
     def _died(self, function: str) -> StepFailed:
         self._thread = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -12,7 +14,8 @@ from typing import Any, Protocol
 
 from runwright.db.run_targets import RunTarget, RunTargetRepository
 from runwright.errors import RunwrightError
-from runwright.model.logs import Level, Stream
+from runwright.model.logs import Level, Masker, Stream
+from runwright.model.states import RunStatus
 from runwright.model.targets import (
     Candidates,
     Credential,
@@ -90,6 +93,8 @@ class Dispatched:
                 "error_type": done.error_type,
                 "duration": (done.finished_at or time.time()) - done.started_at,
             }
+            if done.value is not None:
+                targets[name]["value"] = done.value
         for target in self.resolution.unresolved:
             targets[target.name] = {
                 "status": TargetStatus.NO_CREDENTIALS.value,
@@ -133,6 +138,7 @@ class Dispatcher:
         self._system = system
         self._add_secrets = secrets
         self.secrets_seen: set[str] = set()  # of the credentials unlocked so far
+        self._mask: Callable[[str], str] = lambda text: text
 
     def resolve(self, selector: TargetSelector) -> tuple[Resolution, dict[int, UnlockedCredential]]:
         """Targets by tag and the credentials of all of them, decrypted in one batch."""
@@ -147,6 +153,7 @@ class Dispatcher:
             ) from exc
         values = {v for c in unlocked.values() for v in c.secret.values()}
         self.secrets_seen |= values
+        self._mask = Masker(self.secrets_seen)
         self._add_secrets(values)
         self._system(resolution.summary(), Level.INFO, None)
         for target in resolution.unresolved:
@@ -167,8 +174,103 @@ class Dispatcher:
         deadline: float | None,
         cancelled: Callable[[], bool],
     ) -> Dispatched:
+        """``command`` on every target with a credential, over SSH."""
+        dispatched, unlocked = self._begin(step_id, selector)
+        if dispatched.resolution.resolved:
+            asyncio.run(
+                self._run_all(
+                    step_id, selector, dispatched.resolution, unlocked, command, deadline,
+                    cancelled, dispatched,
+                )
+            )  # fmt: skip
+        return self._end(dispatched)
+
+    def each(
+        self,
+        step_id: str,
+        selector: TargetSelector,
+        work: Callable[[int, Candidates, UnlockedCredential], Attempted],
+        *,
+        slots: int,
+        cancelled: Callable[[], bool],
+    ) -> Dispatched:
+        """``work(slot, candidates, credential)`` for every target with a credential, on
+        ``slots`` threads (a slot is the index of the thread: its own python process).
+        A result with error type ``auth`` moves on to the target's next credential."""
+        dispatched, unlocked = self._begin(step_id, selector)
+        pending: queue.SimpleQueue[Candidates] = queue.SimpleQueue()
+        for candidates in dispatched.resolution.resolved:
+            pending.put(candidates)
+
+        def serve(slot: int) -> None:
+            while not cancelled():
+                try:
+                    candidates = pending.get_nowait()
+                except queue.Empty:
+                    return
+                self._one(step_id, slot, candidates, unlocked, work, dispatched)
+
+        threads = [
+            threading.Thread(target=serve, args=(slot,), name=f"targets-{slot}", daemon=True)
+            for slot in range(max(1, min(slots, len(dispatched.resolution.resolved))))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        ended = set(dispatched.results)
+        self._mark_canceled(dispatched)
+        self._records.record(
+            [
+                self._finished_row(step_id, c.target, dispatched.results[c.target.name])
+                for c in dispatched.resolution.resolved
+                if c.target.name not in ended
+            ]
+        )
+        return self._end(dispatched)
+
+    def _one(
+        self,
+        step_id: str,
+        slot: int,
+        candidates: Candidates,
+        unlocked: dict[int, UnlockedCredential],
+        work: Callable[[int, Candidates, UnlockedCredential], Attempted],
+        dispatched: Dispatched,
+    ) -> None:
+        target = candidates.target
+        started = time.time()
+        self._records.record([self._row(step_id, target, TargetStatus.RUNNING, at=started)])
+        self._system("started", Level.INFO, target.name)
+        done = Attempted().fail(ErrorType.CREDENTIAL, "no usable credential")
+        tried: list[tuple[int, bool]] = []
+        for info in candidates.credentials:
+            credential = unlocked.get(info.id)
+            if credential is None:
+                continue
+            try:
+                done = work(slot, candidates, credential)
+            except Exception as exc:  # one target's surprise must not sink the others
+                done = Attempted().fail(ErrorType.UNEXPECTED, f"{type(exc).__name__}: {exc}")
+            refused = done.error_type == ErrorType.AUTH
+            tried.append((info.id, not refused))
+            if not refused:
+                done.credential, done.credential_id = info.name, info.id
+                break
+            self._system(
+                f"credential {info.name} refused: {done.error}", Level.WARNING, target.name
+            )
+        done.tried = tried
+        done.started_at = started
+        done.finished_at = time.time()
+        dispatched.results[target.name] = done
+        self._report(target, done)
+        self._records.record([self._finished_row(step_id, target, done)])
+
+    def _begin(
+        self, step_id: str, selector: TargetSelector
+    ) -> tuple[Dispatched, dict[int, UnlockedCredential]]:
         resolution, unlocked = self.resolve(selector)
-        dispatched = Dispatched(resolution=resolution)
         self._records.record(
             [self._row(step_id, c.target, TargetStatus.PENDING) for c in resolution.resolved]
             + [
@@ -182,20 +284,24 @@ class Dispatcher:
                 for t in resolution.unresolved
             ]
         )
-        if resolution.resolved:
-            asyncio.run(
-                self._run_all(
-                    step_id, selector, resolution, unlocked, command, deadline, cancelled,
-                    dispatched,
-                )
-            )  # fmt: skip
+        return Dispatched(resolution=resolution), unlocked
+
+    def _end(self, dispatched: Dispatched) -> Dispatched:
         self._after(dispatched)
-        dispatched.verdict = judge(resolution, [r.status for r in dispatched.results.values()])
-        level = (
-            Level.INFO if dispatched.verdict.outcome.value == "completed_success" else (Level.ERROR)
-        )
-        self._system(dispatched.verdict.message, level, None)
+        verdict = judge(dispatched.resolution, [r.status for r in dispatched.results.values()])
+        dispatched.verdict = verdict
+        failed = verdict.status != RunStatus.SUCCEEDED
+        self._system(verdict.message, Level.ERROR if failed else Level.INFO, None)
         return dispatched
+
+    def _mark_canceled(self, dispatched: Dispatched) -> None:
+        for candidates in dispatched.resolution.resolved:
+            name = candidates.target.name
+            if name not in dispatched.results:
+                canceled = Attempted(status=TargetStatus.CANCELED)
+                canceled.error, canceled.error_type = "the run was canceled", "canceled"
+                canceled.finished_at = time.time()
+                dispatched.results[name] = canceled
 
     async def _run_all(
         self,
@@ -262,13 +368,7 @@ class Dispatcher:
             watcher.cancel()
             stop.set()
             await asyncio.gather(watcher, flusher, return_exceptions=True)
-        for candidates in resolution.resolved:
-            name = candidates.target.name
-            if name not in dispatched.results:
-                canceled = Attempted(status=TargetStatus.CANCELED)
-                canceled.error, canceled.error_type = "the run was canceled", "canceled"
-                canceled.finished_at = time.time()
-                dispatched.results[name] = canceled
+        self._mark_canceled(dispatched)
         # Rows of targets that finished carry their start time: no "running" write left.
         started.clear()
         self._records.record(
@@ -359,7 +459,8 @@ class Dispatcher:
             started_at=done.started_at,
             finished_at=done.finished_at,
             exit_status=done.exit_status,
-            output=done.summary or None,
-            error=done.error,
+            # What a host printed may hold a password it was given: masked as in the log.
+            output=self._mask(done.summary) or None,
+            error=None if done.error is None else self._mask(done.error),
             error_type=done.error_type,
         )

@@ -40,6 +40,7 @@ class Attempted:
     error: str | None = None
     error_type: str | None = None
     recorded_host_key: str | None = None
+    value: Any = None  # what a python step returned for this target
 
     def fail(self, error_type: ErrorType, message: str) -> Attempted:
         self.status = TargetStatus.FAILED
