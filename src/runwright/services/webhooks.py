@@ -333,6 +333,9 @@ class WebhookService:
         Runs on the server's event loop: only a cache miss and a job with a
         concurrency policy take a thread."""
         target = self._cached(token) or await self._load_once(token)
+        if target is not None and target.generation != (self._generation, self._jobs.generation):
+            # A shared read that began before a change made here: read again.
+            target = await anyio.to_thread.run_sync(self._load, token)
         if target is None:
             raise NotFound("No webhook has this address; it may have been regenerated.")
         pending = PendingCall(
