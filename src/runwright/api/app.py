@@ -6,7 +6,17 @@ from fastapi import FastAPI
 
 from runwright import __version__
 from runwright.api.errors import install_error_handlers
-from runwright.api.routes import hooks, jobs, logs, runs, scripts, steps, system, triggers
+from runwright.api.routes import (
+    hooks,
+    jobs,
+    logs,
+    runs,
+    scripts,
+    steps,
+    system,
+    targets,
+    triggers,
+)
 from runwright.services.runtime import Runtime
 
 
@@ -25,5 +35,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(scripts.router)
     app.include_router(steps.router)
     app.include_router(triggers.router)
+    app.include_router(targets.router)
     app.include_router(system.router)
     return app

@@ -21,6 +21,8 @@ from runwright.cli.dev import dev
 from runwright.cli.jobs import deploy, job_app, logs, package_app, run, script_app
 from runwright.cli.processes import scheduler, server, worker
 from runwright.cli.runs import runs_app, submit
+from runwright.cli.secrets import secrets_app
+from runwright.cli.targets import credential_app, target_app
 from runwright.cli.triggers import notify_app, schedule_app, webhook_app
 from runwright.cli.variables import var_app
 from runwright.client import Client
@@ -47,6 +49,9 @@ app.add_typer(var_app, name="var")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(notify_app, name="notify")
+app.add_typer(target_app, name="target")
+app.add_typer(credential_app, name="credential")
+app.add_typer(secrets_app, name="secrets")
 app.command()(deploy)
 app.command()(run)
 app.command()(logs)

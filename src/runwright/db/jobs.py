@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from runwright.db.engine import db_now, read, write
 from runwright.db.errors import translate_errors
 from runwright.db.tables import jobs, packages, runs
+from runwright.errors import DatabaseConflict
 from runwright.model.runs import Job, Package
 
 
@@ -101,7 +102,7 @@ class JobRepository:
         try:
             with translate_errors("create a job"), write(self.engine) as conn:
                 row = conn.execute(statement).one()
-        except sa.exc.IntegrityError:
+        except DatabaseConflict:  # the name is taken (translate_errors turned it into this)
             return None
         return row_to_job(row)
 

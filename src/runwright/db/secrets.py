@@ -55,16 +55,10 @@ def _load(conn: Connection) -> list[Sealed]:
         .where(variables.c.sensitive.is_(True))
         .order_by(variables.c.job_id, variables.c.name)
     )
-    for row in conn.execute(query.with_for_update(of=variables) if locking else query):
-        scope = f" of job {row.job!r}" if row.job else ""
-        found.append(
-            Sealed(
-                "variables",
-                row.id,
-                f"sensitive variable {row.name!r}{scope}",
-                row.value,
-            )
-        )
+    for var in conn.execute(query.with_for_update(of=variables) if locking else query):
+        scope = f" of job {var.job!r}" if var.job else ""
+        label = f"sensitive variable {var.name!r}{scope}"
+        found.append(Sealed("variables", var.id, label, var.value))
 
     query = (
         sa.select(webhooks.c.id, webhooks.c.secret, jobs.c.name.label("job"))
@@ -72,15 +66,9 @@ def _load(conn: Connection) -> list[Sealed]:
         .where(webhooks.c.secret.is_not(None))
         .order_by(webhooks.c.id)
     )
-    for row in conn.execute(query.with_for_update(of=webhooks) if locking else query):
-        found.append(
-            Sealed(
-                "webhooks",
-                row.id,
-                f"signing secret of webhook {row.id} (job {row.job!r})",
-                row.secret,
-            )
-        )
+    for hook in conn.execute(query.with_for_update(of=webhooks) if locking else query):
+        label = f"signing secret of webhook {hook.id} (job {hook.job!r})"
+        found.append(Sealed("webhooks", hook.id, label, hook.secret))
     return found
 
 

@@ -19,16 +19,19 @@ from runwright.db.runs import RunRepository
 from runwright.db.schedules import ScheduleRepository
 from runwright.db.schema import ensure_schema
 from runwright.db.steps import RunStepRepository
+from runwright.db.targets import CredentialRepository, TargetRepository
 from runwright.db.variables import VariableRepository
 from runwright.db.workers import WorkerRegistry
 from runwright.model.retry import RetryPolicy
 from runwright.services.contexts import ContextStore
+from runwright.services.credentials import CredentialService
 from runwright.services.jobs import JobService
 from runwright.services.notifications import NotificationService
 from runwright.services.runs import RunService
 from runwright.services.schedules import ScheduleService
 from runwright.services.scripts import ScriptService
 from runwright.services.secrets import SecretBox
+from runwright.services.targets import TargetService
 from runwright.services.variables import VariableService
 from runwright.services.webhooks import WebhookService
 from runwright.worker.logsink import LogSink
@@ -59,6 +62,8 @@ class Runtime:
     schedules: ScheduleService
     webhooks: WebhookService
     notifications: NotificationService
+    targets: TargetService
+    credentials: CredentialService
     _sinks: list[LogSink] = field(default_factory=list)
     _engines: list[Engine] = field(default_factory=list)
 
@@ -120,6 +125,8 @@ class Runtime:
                 engine=engine, jobs=jobs, box=box, max_body=settings.webhook_max_bytes
             ),
             notifications=NotificationService(engine=engine, jobs=jobs, settings=settings),
+            targets=TargetService(targets=TargetRepository(engine)),
+            credentials=CredentialService(credentials=CredentialRepository(engine), box=box),
         )
 
     def retry_policy(self) -> RetryPolicy:
@@ -134,6 +141,7 @@ class Runtime:
         exit_process: Callable[[], None] | None = None,
     ) -> Worker:
         from runwright.worker.code import CODE_TYPES, CodeExecutor
+        from runwright.worker.targets.dispatch import TargetAccess
 
         s = self.settings
         options = WorkerOptions(
@@ -156,6 +164,9 @@ class Runtime:
             sink=sink,
             steps=self.steps,
             variables=self.variables.resolve,
+            targets=TargetAccess(
+                inventory=self.targets, keyring=self.credentials, records=self.run_targets
+            ),
         )
         builtins = [
             TaskSpec(name=name, func=executor, description=f"{name} jobs") for name in CODE_TYPES
