@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test check bench bench-steps bench-triggers clean
+.PHONY: install run test check bench bench-steps bench-triggers bench-targets clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-steps: install
 bench-triggers: install
 	bash scripts/services.sh
 	$(PY) bench/triggers.py
+
+bench-targets: install
+	bash scripts/services.sh
+	$(PY) bench/targets.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
