@@ -31,6 +31,9 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # asyncssh logs every connection at INFO, the command it runs included: a secret
+    # rendered into a command would reach this log unmasked.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
 def _split(value: str) -> tuple[str, ...]:

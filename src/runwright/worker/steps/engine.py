@@ -143,8 +143,8 @@ class StepsEngine:
                 elif state.status not in (StepStatus.SKIPPED,) and not spec.continue_on_error:
                     raise ExecutionFailed(
                         f"Step {spec.id} ({spec.uses}) {_words(state.status)}: "
-                        f"{state.error}. Fix the cause, then `runwright runs resume "
-                        f"{self.ctx.run_id}` to continue from this step.",
+                        f"{(state.error or '').rstrip('.')}. Fix the cause, then "
+                        f"`runwright runs resume {self.ctx.run_id}` to continue from this step.",
                         outcome=self._failure_outcome(state).value,
                     )
                 elif state.status != StepStatus.SKIPPED:
@@ -161,7 +161,7 @@ class StepsEngine:
         return last_output
 
     def _failure_outcome(self, state: Any) -> Outcome:
-        if state.error_type == "credential_resolution":
+        if state.error_type == "credential":  # loading targets or credentials failed
             return Outcome.FAILED_CREDENTIAL_RESOLUTION
         if state.error_type == "targets" and self.verdict is not None:
             return self.verdict.outcome
@@ -436,11 +436,13 @@ class StepsEngine:
             dispatched = go()
         except ResolutionFailed as exc:
             self.out.system(exc.message, Level.ERROR)
-            raise StepFailed(exc.message, "credential_resolution") from exc
+            raise StepFailed(exc.message, "credential") from exc
         except (StepFailed, Cancelled):
             raise
         except Exception as exc:
             raise StepFailed(f"{type(exc).__name__}: {exc}", "unexpected") from exc
+        if self.ctx.cancelled:
+            raise Cancelled("canceled")  # targets stopped by the cancel are no failure
         self.verdict = dispatched.verdict
         self._secrets |= dispatcher.secrets_seen
         output = dispatched.to_output()

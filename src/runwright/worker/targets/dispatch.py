@@ -91,7 +91,9 @@ class Dispatched:
                 "stderr": summarize_output(done.stderr, **CONTEXT_OUTPUT),
                 "error": done.error,
                 "error_type": done.error_type,
-                "duration": (done.finished_at or time.time()) - done.started_at,
+                "duration": None
+                if done.started_at is None
+                else (done.finished_at or time.time()) - done.started_at,
             }
             if done.value is not None:
                 targets[name]["value"] = done.value
@@ -219,7 +221,7 @@ class Dispatcher:
         for thread in threads:
             thread.join()
         ended = set(dispatched.results)
-        self._mark_canceled(dispatched)
+        self._mark_canceled(dispatched, {})
         self._records.record(
             [
                 self._finished_row(step_id, c.target, dispatched.results[c.target.name])
@@ -288,17 +290,32 @@ class Dispatcher:
 
     def _end(self, dispatched: Dispatched) -> Dispatched:
         self._after(dispatched)
-        verdict = judge(dispatched.resolution, [r.status for r in dispatched.results.values()])
+        statuses = [r.status for r in dispatched.results.values()]
+        verdict = judge(dispatched.resolution, statuses)
         dispatched.verdict = verdict
+        canceled = statuses.count(TargetStatus.CANCELED)
+        if canceled:
+            ok = statuses.count(TargetStatus.SUCCEEDED)
+            self._system(
+                f"Canceled: {ok} target(s) succeeded, {len(statuses) - ok - canceled} failed, "
+                f"{canceled} stopped or not started.",
+                Level.WARNING,
+                None,
+            )
+            return dispatched
         failed = verdict.status != RunStatus.SUCCEEDED
         self._system(verdict.message, Level.ERROR if failed else Level.INFO, None)
         return dispatched
 
-    def _mark_canceled(self, dispatched: Dispatched) -> None:
+    def _mark_canceled(
+        self, dispatched: Dispatched, started_at: dict[str, float] | None = None
+    ) -> None:
+        """Targets without a result were stopped by a cancel (or never started)."""
         for candidates in dispatched.resolution.resolved:
             name = candidates.target.name
             if name not in dispatched.results:
                 canceled = Attempted(status=TargetStatus.CANCELED)
+                canceled.started_at = (started_at or {}).get(name)
                 canceled.error, canceled.error_type = "the run was canceled", "canceled"
                 canceled.finished_at = time.time()
                 dispatched.results[name] = canceled
@@ -315,18 +332,29 @@ class Dispatcher:
         dispatched: Dispatched,
     ) -> None:
         gate = asyncio.Semaphore(selector.max_parallel)
-        started: list[RunTarget] = []
+        changes: list[RunTarget] = []  # rows to write, in order: running, then finished
+        started_at: dict[str, float] = {}
 
         async def one(candidates: Candidates) -> None:
             target = candidates.target
             async with gate:
                 if cancelled():
                     return
-                started.append(self._row(step_id, target, TargetStatus.RUNNING, at=time.time()))
+                started_at[target.name] = time.time()
+                changes.append(
+                    self._row(step_id, target, TargetStatus.RUNNING, at=started_at[target.name])
+                )
                 self._system(f"started: {command}", Level.INFO, target.name)
 
                 def on_line(stream: Stream, text: str) -> None:
                     self._line(stream, text, target.name)
+
+                def on_refused(credential: str, why: str) -> None:
+                    self._system(
+                        f"credential {credential} refused; trying the next one ({why})",
+                        Level.WARNING,
+                        target.name,
+                    )
 
                 try:
                     done = await run_command(
@@ -336,22 +364,25 @@ class Dispatcher:
                         settings=self._settings,
                         deadline=deadline,
                         on_line=on_line,
+                        on_refused=on_refused,
                     )
                 except Exception as exc:  # one target's surprise must not sink the others
                     done = Attempted().fail(ErrorType.UNEXPECTED, f"{type(exc).__name__}: {exc}")
+                done.started_at = started_at[target.name]
                 done.finished_at = time.time()
                 dispatched.results[target.name] = done
+                changes.append(self._finished_row(step_id, target, done))
                 self._report(target, done)
 
         stop = asyncio.Event()
 
-        async def flush_started() -> None:
+        async def flush_changes() -> None:
             # Stopped by the event, never cancelled: a write in flight must land before
-            # the final rows, or a finished target would read "running".
+            # the last rows, or a finished target could read "running".
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), FLUSH_EVERY)
-                await self._flush(started)
+                await self._flush(changes)
 
         async def watch_cancel(tasks: list[asyncio.Task[None]]) -> None:
             while not cancelled():
@@ -360,7 +391,7 @@ class Dispatcher:
                 task.cancel()
 
         tasks = [asyncio.ensure_future(one(c)) for c in resolution.resolved]
-        flusher = asyncio.ensure_future(flush_started())
+        flusher = asyncio.ensure_future(flush_changes())
         watcher = asyncio.ensure_future(watch_cancel(tasks))
         try:
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -368,15 +399,14 @@ class Dispatcher:
             watcher.cancel()
             stop.set()
             await asyncio.gather(watcher, flusher, return_exceptions=True)
-        self._mark_canceled(dispatched)
-        # Rows of targets that finished carry their start time: no "running" write left.
-        started.clear()
-        self._records.record(
-            [
-                self._finished_row(step_id, c.target, dispatched.results[c.target.name])
-                for c in resolution.resolved
-            ]
+        ended = set(dispatched.results)
+        self._mark_canceled(dispatched, started_at)
+        changes.extend(
+            self._finished_row(step_id, c.target, dispatched.results[c.target.name])
+            for c in resolution.resolved
+            if c.target.name not in ended
         )
+        self._records.record(changes)
 
     async def _flush(self, started: list[RunTarget]) -> None:
         if not started:
@@ -386,7 +416,7 @@ class Dispatcher:
         await asyncio.to_thread(self._records.record, batch)
 
     def _report(self, target: Target, done: Attempted) -> None:
-        took = (done.finished_at or time.time()) - done.started_at
+        took = (done.finished_at or time.time()) - (done.started_at or time.time())
         if done.status == TargetStatus.SUCCEEDED:
             via = f" as {done.credential}" if done.credential else ""
             self._system(f"succeeded in {took:.2f}s{via}", Level.INFO, target.name)

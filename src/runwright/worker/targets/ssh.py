@@ -5,6 +5,7 @@ streamed line by line."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ class Attempted:
     credential: str | None = None
     credential_id: int | None = None
     tried: list[tuple[int, bool]] = field(default_factory=list)  # (credential id, accepted)
-    started_at: float = field(default_factory=time.time)
+    started_at: float | None = field(default_factory=time.time)  # None: never started
     finished_at: float | None = None
     exit_status: int | None = None
     stdout: str = ""
@@ -107,6 +108,7 @@ async def run_command(
     settings: SshSettings,
     deadline: float | None,
     on_line: Line,
+    on_refused: Callable[[str, str], None] = lambda name, why: None,
 ) -> Attempted:
     """Connect with the first credential the host accepts and run ``command``."""
     outcome = Attempted()
@@ -136,6 +138,7 @@ async def run_command(
         if connection is None:
             if outcome.error_type == ErrorType.AUTH:
                 outcome.tried.append((credential_info.id, False))
+                on_refused(credential_info.name, outcome.error or "refused")
                 continue  # the next candidate may be the right one
             return outcome  # unreachable, timed out or an impostor: no credential helps
         outcome.tried.append((credential_info.id, True))
@@ -234,7 +237,15 @@ async def _execute(
             ),
             timeout,
         )
+    except asyncio.CancelledError:
+        # Closing the channel does not stop a command without a terminal: signal it.
+        with contextlib.suppress(OSError, asyncssh.Error):
+            process.send_signal("TERM")
+        process.close()
+        raise
     except TimeoutError:
+        with contextlib.suppress(OSError, asyncssh.Error):
+            process.send_signal("TERM")
         process.kill()
         outcome.fail(ErrorType.TIMEOUT, f"the command on {where} did not finish in time")
         return
