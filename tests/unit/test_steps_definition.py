@@ -216,7 +216,7 @@ def test_unknown_top_level_and_step_fields() -> None:
 def test_unknown_uses() -> None:
     message = refused(definition(step(), {"id": "b", "uses": "ftp", "with": {}}))
     assert "steps[1].uses:" in message
-    assert "'python', 'shell', 'http', 'sql', 'file' or 'sftp'" in message
+    assert "'python', 'shell', 'http', 'sql', 'file', 'sftp' or 'ssh'" in message
 
 
 def test_missing_id() -> None:
