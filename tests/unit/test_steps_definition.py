@@ -542,3 +542,42 @@ def test_a_package_without_manifest_or_job_yaml_names_both() -> None:
 def test_job_yaml_must_be_at_the_top_level() -> None:
     message = package_refused({"sub/job.yaml": JOB_YAML, "lib/transform.py": ""})
     assert "no runwright.toml (or job.yaml) at its top level" in message
+
+
+# -- steps on targets -----------------------------------------------------------------------------
+def test_an_ssh_step_needs_targets() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_definition({"steps": [{"id": "up", "uses": "ssh", "with": {"command": "uptime"}}]})
+    assert "steps[0].targets: an ssh step needs targets" in caught.value.message
+
+
+def test_targets_only_on_ssh_and_python_steps() -> None:
+    step = {
+        "id": "get",
+        "uses": "http",
+        "targets": {"tags": ["web"]},
+        "with": {"url": "http://example.test/"},
+    }
+    with pytest.raises(InvalidRequest) as caught:
+        parse_definition({"steps": [step]})
+    assert "steps[0].targets: http steps do not run on targets; use ssh or python" in (
+        caught.value.message
+    )
+
+
+def test_a_target_selector_is_checked() -> None:
+    bad = {"tags": [], "max_parallel": 0}
+    with pytest.raises(InvalidRequest) as caught:
+        parse_definition(
+            {"steps": [{"id": "up", "uses": "ssh", "targets": bad, "with": {"command": "x"}}]}
+        )
+    assert "steps[0].targets.tags" in caught.value.message
+    assert "steps[0].targets.max_parallel" in caught.value.message
+    good = parse_definition(
+        {
+            "steps": [
+                {"id": "up", "uses": "ssh", "targets": {"tags": ["web"]}, "with": {"command": "x"}}
+            ]
+        }
+    )
+    assert good.steps[0].targets is not None and good.steps[0].targets.max_parallel == 10
