@@ -580,4 +580,5 @@ def test_a_target_selector_is_checked() -> None:
             ]
         }
     )
-    assert good.steps[0].targets is not None and good.steps[0].targets.max_parallel == 10
+    assert good.steps[0].targets is not None
+    assert good.steps[0].targets.max_parallel == 10
