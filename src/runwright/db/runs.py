@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,18 +80,16 @@ _RUN_COLUMNS = [
 ]
 
 
-_PG_NOW = PG_NOW_SQL
-_PG_VALUES = [
-    "type", "payload", "queue", "priority", "status", "max_attempts", "timeout",
-    "idempotency_key", "job", "trigger", "retry_of", "job_id", "package_id", "environment",
-    "trigger_id", "fired_at", "held",
-]  # fmt: skip
-_PG_INSERT = (
-    f"INSERT INTO runs ({', '.join(_PG_VALUES)}, created_at, scheduled_at) VALUES ("
-    + ", ".join(f"%({name})s" for name in _PG_VALUES)
-    + f", {_PG_NOW}, coalesce(%(scheduled_at)s::float8, {_PG_NOW}))"
-    + f" RETURNING {', '.join(c.name for c in _RUN_COLUMNS)}"
-)
+@functools.cache
+def _pg_insert(names: tuple[str, ...]) -> str:
+    """One run's INSERT for psycopg's executemany: the columns ``_values`` gives, with
+    the database's clock for created_at, and for scheduled_at unless one is given."""
+    return (
+        f"INSERT INTO runs ({', '.join(names)}, created_at, scheduled_at) VALUES ("
+        + ", ".join(f"%({name})s" for name in names)
+        + f", {PG_NOW_SQL}, coalesce(%(scheduled_at)s::float8, {PG_NOW_SQL}))"
+        + f" RETURNING {', '.join(c.name for c in _RUN_COLUMNS)}"
+    )
 
 
 class RunRepository:
@@ -198,7 +197,8 @@ class RunRepository:
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor(row_factory=namedtuple_row) as cursor:
-            cursor.executemany(_PG_INSERT, rows, returning=True)
+            names = tuple(k for k in rows[0] if k not in ("created_at", "scheduled_at"))
+            cursor.executemany(_pg_insert(names), rows, returning=True)
             stored = []
             while True:
                 stored.extend(cursor.fetchall())
