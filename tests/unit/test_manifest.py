@@ -16,8 +16,10 @@ from runwright.model.manifest import (
     check_environment,
     environment_of_config_file,
     host_overrides,
+    inline_metadata,
     merge_config,
     parse_manifest,
+    script_manifest,
     secret_values,
 )
 
@@ -290,3 +292,81 @@ def test_a_numeric_secret_is_masked_whatever_its_json_type() -> None:
     )
     assert config == {"db": {"host": "h", "password": 8765.4321}}
     assert secret_values(config) == {"8765.4321"}
+
+
+# -- targets and a script's inline metadata ------------------------------------------------------
+def test_targets_in_runwright_toml_get_their_defaults_and_survive_json() -> None:
+    manifest = parse_manifest('entrypoint = "main.py"\ntargets = {tags = [" web ", "db"]}\n')
+    assert manifest.targets == {"tags": ["web", "db"], "max_parallel": 10}
+    assert Manifest.from_json(manifest.to_json()) == manifest
+
+
+@pytest.mark.parametrize(
+    ("targets", "fragment"),
+    [
+        ('["web"]', "targets must be a table"),
+        ("{tags = []}", "tags:"),
+        ('{tags = ["web"], max_parallel = 0}', "max_parallel:"),
+        ('{tags = ["web"], max_parallel = 1001}', "max_parallel:"),
+        ('{tags = ["web"], parallel = 3}', "parallel: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_targets_are_refused_with_the_field_to_fix(targets: str, fragment: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        parse_manifest(f'entrypoint = "main.py"\ntargets = {targets}\n')
+    assert refused.value.message.startswith("runwright.toml: targets")
+    assert fragment in refused.value.message
+
+
+def test_a_steps_package_puts_targets_on_its_steps() -> None:
+    with pytest.raises(InvalidRequest, match="put `targets:` on the steps"):
+        parse_manifest('targets = {tags = ["web"]}\n', steps={"steps": []})
+
+
+SCRIPT_HEAD = """\
+#!/usr/bin/env python
+# /// script
+# dependencies = ["httpx==0.28.1", "rich>=13"]
+# requires-python = ">=3.11"
+#
+# [tool.runwright]
+# targets = {tags = ["switch", "core:2"], max_parallel = 50}
+# ///
+print("hi")
+"""
+
+
+def test_a_scripts_inline_block_becomes_its_manifest() -> None:
+    assert inline_metadata(SCRIPT_HEAD)["requires-python"] == ">=3.11"
+    text = script_manifest("backup.py", SCRIPT_HEAD)
+    manifest = parse_manifest(text)
+    assert manifest.entrypoint == "backup.py"
+    assert manifest.requirements == ("httpx==0.28.1", "rich>=13")
+    assert manifest.targets == {"tags": ["switch", "core:2"], "max_parallel": 50}
+
+
+def test_a_script_without_a_block_keeps_its_one_line_manifest() -> None:
+    # The same text as before inline metadata existed: the same code is the same version.
+    assert script_manifest("job.py", "print(1)\n") == 'entrypoint = "job.py"\n'
+    assert inline_metadata("# /// other\n# x = 1\n# ///\n") == {}
+
+
+@pytest.mark.parametrize(
+    ("block", "fragment"),
+    [
+        ("# dependencies = 3", "dependencies must be a list of strings"),
+        ("# x = [", "is not valid TOML"),
+        ("# [tool.runwright]\n# retries = 3", "unknown keys retries"),
+        ("# [tool.runwright]\n# targets = {tags = []}", "The script's [tool.runwright]: targets"),
+    ],
+)
+def test_a_bad_inline_block_is_refused_with_what_to_fix(block: str, fragment: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        script_manifest("job.py", f"# /// script\n{block}\n# ///\nprint(1)\n")
+    assert fragment in refused.value.message
+
+
+def test_two_script_blocks_are_refused() -> None:
+    block = "# /// script\n# dependencies = []\n# ///\n"
+    with pytest.raises(InvalidRequest, match="more than one"):
+        inline_metadata(block + "import os\n" + block)

@@ -248,7 +248,9 @@ class JobRunIn(BaseModel):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
     scheduled_at: datetime | None = None
     targets: TargetsIn | None = Field(
-        default=None, description="Run the job's steps on targets on these targets instead."
+        default=None,
+        description="Run the job on these targets instead of those it declares (a script or "
+        "package's `targets`, or its steps with `targets:`).",
     )
 
 

@@ -337,10 +337,12 @@ def run(
     wait: Annotated[bool, typer.Option(help="Wait and print the result.")] = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Show lines live.")] = False,
     tags: Annotated[
-        str | None, typer.Option(help="Run the steps on targets on these tags instead (a,b).")
+        str | None,
+        typer.Option(help="Run on the targets with these tags instead of the declared ones (a,b)."),
     ] = None,
     max_parallel: Annotated[
-        int | None, typer.Option(min=1, max=1000, help="Targets at once (steps on targets).")
+        int | None,
+        typer.Option(min=1, max=1000, help="Targets at once (a job that runs on targets)."),
     ] = None,
 ) -> None:
     """Run a job's current version; --follow shows its output live."""

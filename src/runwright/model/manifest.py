@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from runwright.errors import InvalidRequest
+from runwright.model.targets import TargetSelector
 
 MANIFEST_NAME = "runwright.toml"
 STEPS_NAME = "job.yaml"
@@ -26,6 +30,8 @@ class Manifest:
     python: str | None = None
     environments: tuple[str, ...] = field(default=())  # from config.<env>.json files
     steps: dict[str, Any] | None = None  # the validated job.yaml of a steps package
+    # ``targets = {tags = [...], max_parallel = N}``: the entry point runs once per target
+    targets: dict[str, Any] | None = None
 
     @property
     def is_steps(self) -> bool:
@@ -44,6 +50,7 @@ class Manifest:
             "python": self.python,
             "environments": list(self.environments),
             **({"steps": self.steps} if self.steps is not None else {}),
+            **({"targets": self.targets} if self.targets is not None else {}),
         }
 
     @classmethod
@@ -55,6 +62,7 @@ class Manifest:
             python=data.get("python"),
             environments=tuple(data.get("environments", ())),
             steps=data.get("steps"),
+            targets=data.get("targets"),
         )
 
 
@@ -67,7 +75,7 @@ def parse_manifest(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidRequest(f"{MANIFEST_NAME} is not valid TOML: {exc}") from exc
-    known = {"entrypoint", "requirements", "description", "python"}
+    known = {"entrypoint", "requirements", "description", "python", "targets"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise InvalidRequest(
@@ -109,7 +117,31 @@ def parse_manifest(
         python=python,
         environments=environments,
         steps=steps,
+        targets=_targets(data.get("targets"), steps is not None),
     )
+
+
+def _targets(given: Any, is_steps: bool, where: str = MANIFEST_NAME) -> dict[str, Any] | None:
+    if given is None:
+        return None
+    if is_steps:
+        raise InvalidRequest(
+            f"{MANIFEST_NAME} has targets, but this package has a {STEPS_NAME}: put "
+            "`targets:` on the steps that run on targets instead."
+        )
+    if not isinstance(given, dict):
+        raise InvalidRequest(
+            f'{where}: targets must be a table, e.g. targets = {{tags = ["web"], '
+            "max_parallel = 10}."
+        )
+    try:
+        return TargetSelector.model_validate(given).model_dump()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'targets'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise InvalidRequest(f"{where}: targets are not valid ({problems}).") from exc
 
 
 def environment_of_config_file(name: str) -> str | None:
@@ -194,3 +226,66 @@ def secret_values(config: dict[str, Any]) -> set[str]:
 
     walk(config, False)
     return found
+
+
+# PEP 723 inline script metadata: a ``# /// script`` comment block of TOML.
+_INLINE_BLOCK = re.compile(
+    r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$"
+)
+
+
+def inline_metadata(source: str) -> dict[str, Any]:
+    """The ``# /// script`` block of a script (PEP 723), as TOML data; {} without one."""
+    blocks = [m for m in _INLINE_BLOCK.finditer(source) if m.group("type") == "script"]
+    if not blocks:
+        return {}
+    if len(blocks) > 1:
+        raise InvalidRequest("The script has more than one `# /// script` block; keep one.")
+    content = "".join(
+        line[2:] if line.startswith("# ") else line[1:]
+        for line in blocks[0].group("content").splitlines(keepends=True)
+    )
+    try:
+        return tomllib.loads(content)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidRequest(f"The script's `# /// script` block is not valid TOML: {exc}") from exc
+
+
+def script_manifest(filename: str, source: str) -> str:
+    """The ``runwright.toml`` of a one-file script: its entry point, plus the
+    dependencies and ``[tool.runwright]`` targets of its inline metadata."""
+    metadata = inline_metadata(source)
+    lines = [f"entrypoint = {_toml_string(filename)}"]
+    dependencies = metadata.get("dependencies", [])
+    if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
+        raise InvalidRequest(
+            "The script's `# /// script` block: dependencies must be a list of strings, e.g. "
+            '["httpx==0.28.1"].'
+        )
+    if dependencies:
+        lines.append(f"requirements = [{', '.join(_toml_string(d) for d in dependencies)}]")
+    tool = metadata.get("tool", {})
+    ours = tool.get("runwright", {}) if isinstance(tool, dict) else {}
+    if not isinstance(ours, dict):
+        raise InvalidRequest("The script's `# /// script` block: [tool.runwright] must be a table.")
+    unknown = sorted(set(ours) - {"targets"})
+    if unknown:
+        raise InvalidRequest(
+            f"The script's [tool.runwright] has unknown keys {', '.join(unknown)}; "
+            "the only key is targets."
+        )
+    targets = ours.get("targets")
+    if targets is not None:
+        checked = _targets(targets, False, "The script's [tool.runwright]")
+        assert checked is not None
+        tags = ", ".join(_toml_string(t) for t in checked["tags"])
+        lines.append(f"targets = {{tags = [{tags}], max_parallel = {checked['max_parallel']}}}")
+    text = "\n".join(lines) + "\n"
+    parse_manifest(text)  # the same checks as a package's runwright.toml
+    return text
+
+
+def _toml_string(value: str) -> str:
+    # JSON's string escapes are TOML's, as long as non-ASCII stays literal (TOML has
+    # no surrogate-pair escapes).
+    return json.dumps(value, ensure_ascii=False)

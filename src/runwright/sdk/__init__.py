@@ -12,12 +12,13 @@
     sdk.context         # in a python step of a multi-step job: the job context
                         # (steps and their outputs, variables, params, webhook, files)
     sdk.step            # ... and the id of the step being run
-    sdk.target          # in a python step on targets: the target being worked on
-                        # (name, address, port, driver, tags, vars); None otherwise
+    sdk.target          # in a script, package or python step on targets: the target
+                        # being worked on (name, address, port, driver, tags, vars);
+                        # None otherwise
     sdk.credential      # ... and the credential to use with it: .username, .password,
                         # .private_key, .passphrase (its repr shows no secret)
     raise sdk.AuthenticationFailed("...")  # the host refused this credential: the
-                        # step is called again with the next candidate credential
+                        # step (or script) runs again with the next candidate credential
     sdk.progress(40, "copied 4 of 10 files")
     sdk.set_result({"rows": 10})
 
@@ -101,8 +102,11 @@ class Credential:
     __str__ = __repr__
 
 
-target: dict[str, Any] | None = None
-credential: Credential | None = None
+# A script or package on targets runs once per target: its context names the target.
+target: dict[str, Any] | None = _context.get("target")
+credential: Credential | None = (
+    Credential(_context["credential"]) if _context.get("credential") else None
+)
 
 
 def _enter_step(

@@ -56,7 +56,19 @@ def _call(entrypoint: str) -> None:
 
 def main() -> None:
     _apply_limits()
-    entrypoint, arguments = sys.argv[1], sys.argv[2:]
+    try:
+        _start(sys.argv[1], sys.argv[2:])
+    except Exception as exc:
+        # Told to the worker, which then tries the target's next credential. Matched by
+        # name so that runs which never import the SDK do not pay for it.
+        if type(exc).__name__ == "AuthenticationFailed" and "runwright.sdk" in sys.modules:
+            sdk = sys.modules["runwright.sdk"]
+            if isinstance(exc, sdk.AuthenticationFailed):
+                sdk._send({"type": "auth_failed", "message": str(exc)})
+        raise
+
+
+def _start(entrypoint: str, arguments: list[str]) -> None:
     sys.path.insert(0, os.getcwd())
     if entrypoint.endswith(".py"):
         # Like `python path/file.py`: the script's folder comes first on the path.

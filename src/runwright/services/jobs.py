@@ -445,10 +445,14 @@ class JobService:
         self, job: Job, package: Package, given: dict[str, Any]
     ) -> dict[str, Any]:
         steps = (package.manifest.get("steps") or {}).get("steps") or []
-        if not any(isinstance(s, dict) and s.get("targets") for s in steps):
+        on_targets = package.manifest.get("targets") is not None or any(
+            isinstance(s, dict) and s.get("targets") for s in steps
+        )
+        if not on_targets:
             raise InvalidRequest(
-                f"Job {job.name!r} v{package.version} has no step that runs on targets; "
-                "targets apply to steps with `targets:` (uses: ssh)."
+                f"Job {job.name!r} v{package.version} does not run on targets: declare "
+                "`targets = {tags = [...]}` in its runwright.toml (a script: in "
+                "[tool.runwright] of its `# /// script` block), or `targets:` on a step."
             )
         try:
             override(None, {"tags": ["placeholder"], **given})

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from runwright.artifacts.package import build_from_files
 from runwright.config import Settings
 from runwright.errors import Conflict, InvalidRequest
+from runwright.model.manifest import script_manifest
 from runwright.model.runs import Job
 from runwright.services.jobs import Deployed, JobService
 
@@ -69,6 +70,7 @@ class ScriptService:
                 f"{clean} has a syntax error on line {exc.lineno}: {exc.msg}. "
                 "Fix it and upload again."
             ) from exc
+        script_manifest(clean, text)  # its inline metadata, checked now
         return clean
 
     def upload(
@@ -85,7 +87,7 @@ class ScriptService:
         name = job_name or clean.removesuffix(".py").replace("_", "-").strip("-.").lower()
         # The description is the job's, not the code's: it stays out of the package so
         # that the same code is the same version.
-        manifest = f'entrypoint = "{clean}"\n'
+        manifest = script_manifest(clean, data.decode("utf-8"))
         built = build_from_files(
             [("runwright.toml", manifest.encode(), False), (clean, data, False)]
         )

@@ -22,11 +22,13 @@ from runwright.config import Settings
 from runwright.db.logs import LogRepository
 from runwright.db.steps import RunStepRepository
 from runwright.errors import Cancelled, ExecutionFailed, InvalidRequest, StoreError
+from runwright.model.context import mask_values
 from runwright.model.logs import Level, LevelTracker, Masker, Stream
 from runwright.model.manifest import Manifest, host_overrides, merge_config, secret_values
 from runwright.model.runs import LogLine, clean_text
-from runwright.model.states import Outcome
+from runwright.model.states import Outcome, RunStatus
 from runwright.model.steps import StepsDefinition
+from runwright.model.targets import TargetSelector, override
 from runwright.services.contexts import ContextStore
 from runwright.services.variables import ResolvedVariables
 from runwright.worker import process, venvs
@@ -35,7 +37,8 @@ from runwright.worker.execute import Finished
 from runwright.worker.logsink import LogSink
 from runwright.worker.steps.engine import StepsEngine, StepsRun
 from runwright.worker.steps.pyhost import HostSpec
-from runwright.worker.targets.dispatch import Dispatcher, TargetAccess
+from runwright.worker.targets.dispatch import Dispatcher, ResolutionFailed, TargetAccess
+from runwright.worker.targets.scripts import ProcessSpec, run_on_targets
 from runwright.worker.targets.ssh import SshSettings
 
 CODE_TYPES = ("script", "package", "steps")
@@ -217,19 +220,16 @@ class CodeExecutor:
         output.system("Built the job environment" if built else "Using the cached job environment")
         ctx.raise_if_cancelled()
         context_file = folder / ".runwright" / "context.json"
-        context_file.write_text(
-            json.dumps(
-                {
-                    "run_id": ctx.run_id,
-                    "job": run.job,
-                    "environment": run.environment,
-                    "params": run.params,
-                    "args": run.args,
-                    "webhook": run.webhook,
-                    "config": config,
-                }
-            )
-        )
+        sdk_context = {
+            "run_id": ctx.run_id,
+            "job": run.job,
+            "environment": run.environment,
+            "params": run.params,
+            "args": run.args,
+            "webhook": run.webhook,
+            "config": config,
+        }
+        context_file.write_text(json.dumps(sdk_context))
         sdk_path = self._prepare_sdk(folder / ".runwright" / "sdk")
         limits = process.ResourceLimits(
             memory_mb=self._settings.job_memory_mb,
@@ -275,6 +275,22 @@ class CodeExecutor:
             run.manifest.entrypoint,
             *run.args,
         ]
+        selector = self._selector(run)
+        if selector is not None:
+            return self._on_targets(
+                ctx,
+                selector,
+                ProcessSpec(
+                    command=command,
+                    cwd=folder,
+                    env=self._job_environment(ctx, run, folder, sdk_path, context_file),
+                    limits=limits,
+                    kill_grace=self._settings.job_kill_grace,
+                    run_id=ctx.run_id,
+                    context=sdk_context,
+                ),
+                output,
+            )
         output.system(f"Starting {run.manifest.entrypoint} {' '.join(run.args)}".rstrip())
         result: dict[str, Any] = {}
 
@@ -336,6 +352,55 @@ class CodeExecutor:
             )
         output.system(f"Exited with code 0 {took}")
         return result.get("value")
+
+    def _selector(self, run: CodeRun) -> TargetSelector | None:
+        declared = run.manifest.targets
+        try:
+            return override(
+                TargetSelector.model_validate(declared) if declared else None, run.targets
+            )
+        except ValueError as exc:
+            raise ExecutionFailed(
+                f"The run's targets are not valid: {exc}", outcome=Outcome.ERROR.value
+            ) from exc
+
+    def _on_targets(
+        self, ctx: TaskContext, selector: TargetSelector, spec: ProcessSpec, output: _Output
+    ) -> Finished:
+        """The entry point once per target; the run's result lists every target."""
+        dispatcher = self._dispatcher(ctx, output)
+        if dispatcher is None:
+            raise ExecutionFailed(
+                "This worker cannot reach the target inventory; run the job on a worker "
+                "started with `runwright worker`.",
+                outcome=Outcome.FAILED_UNEXPECTED.value,
+            )
+        output.system(
+            f"Starting {' '.join(spec.command[2:])} on targets tagged "
+            f"{', '.join(selector.tags)}, at most {selector.max_parallel} at a time"
+        )
+        try:
+            dispatched = run_on_targets(
+                dispatcher,
+                selector,
+                spec,
+                line=lambda stream, text, target: output.line(stream, text, target=target),
+                progress=ctx.progress,
+                cancelled=lambda: ctx.cancelled,
+            )
+        except ResolutionFailed as exc:
+            output.system(exc.message, Level.ERROR)
+            raise ExecutionFailed(
+                exc.message, outcome=Outcome.FAILED_CREDENTIAL_RESOLUTION.value
+            ) from exc
+        if ctx.cancelled:
+            raise Cancelled("stopped")
+        verdict = dispatched.verdict
+        assert verdict is not None
+        if verdict.status != RunStatus.SUCCEEDED:
+            raise ExecutionFailed(verdict.message, outcome=verdict.outcome.value)
+        value = mask_values(dispatched.to_output(), dispatcher.secrets_seen)
+        return Finished(value, verdict.outcome)
 
     def _dispatcher(self, ctx: TaskContext, output: _Output) -> Dispatcher | None:
         if self._targets is None:

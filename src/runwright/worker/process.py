@@ -19,14 +19,15 @@ from typing import IO, Any
 from runwright.model.logs import Stream
 
 _groups_lock = threading.Lock()
-_running_groups: dict[int, int] = {}  # run id -> process group of its job in this process
+# run id -> process groups of its job in this process (one per target on targets)
+_running_groups: dict[int, set[int]] = {}
 
 
 def kill_groups(run_ids: Iterable[int]) -> int:
     """SIGKILL the job process groups of these runs, if still running (a stopping
     worker's last act before it requeues them); returns how many there were."""
     with _groups_lock:
-        groups = [_running_groups[r] for r in run_ids if r in _running_groups]
+        groups = [g for r in run_ids for g in _running_groups.get(r, ())]
     for pgid in groups:
         _kill_group(pgid, signal.SIGKILL)
     return len(groups)
@@ -101,7 +102,7 @@ def run_process(
         if stdin is not None:
             os.close(stdin)
     with _groups_lock:
-        _running_groups[run_id] = process.pid
+        _running_groups.setdefault(run_id, set()).add(process.pid)
     assert process.stdout is not None
     assert process.stderr is not None
     readers = [
@@ -125,7 +126,10 @@ def run_process(
     # The group may have children still holding the pipes open: stop them too.
     _kill_group(process.pid, signal.SIGKILL)
     with _groups_lock:
-        _running_groups.pop(run_id, None)
+        running = _running_groups.get(run_id, set())
+        running.discard(process.pid)
+        if not running:
+            _running_groups.pop(run_id, None)
     for reader in readers:
         reader.join(timeout=10)
     code = process.returncode

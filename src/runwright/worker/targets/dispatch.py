@@ -195,11 +195,15 @@ class Dispatcher:
         *,
         slots: int,
         cancelled: Callable[[], bool],
+        on_resolved: Callable[[int], None] | None = None,
     ) -> Dispatched:
         """``work(slot, candidates, credential)`` for every target with a credential, on
         ``slots`` threads (a slot is the index of the thread: its own python process).
-        A result with error type ``auth`` moves on to the target's next credential."""
+        A result with error type ``auth`` moves on to the target's next credential.
+        ``on_resolved`` learns how many targets will be worked on."""
         dispatched, unlocked = self._begin(step_id, selector)
+        if on_resolved is not None:
+            on_resolved(len(dispatched.resolution.resolved))
         pending: queue.SimpleQueue[Candidates] = queue.SimpleQueue()
         for candidates in dispatched.resolution.resolved:
             pending.put(candidates)
