@@ -62,6 +62,14 @@ class SshSettings:
 
 
 Line = Callable[[Stream, str], None]
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
 
 
 def _host_keys(candidates: Candidates) -> Any:
@@ -89,6 +97,11 @@ def _options(
         "client_keys": [],
         "config": [],
         "password": None,
+        # AES-GCM is one call into OpenSSL per packet, where asyncssh's first choice,
+        # ChaCha20-Poly1305, costs Python work per packet; compression costs more
+        # CPU than the short outputs of commands save.
+        "encryption_algs": CIPHERS,
+        "compression_algs": None,
     }
     secret = credential.secret
     if secret.private_key:
