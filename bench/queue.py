@@ -373,6 +373,11 @@ def rate(count: int, seconds: float | None) -> float | None:
     return round(count / seconds, 1)
 
 
+def server_headers(home: Path) -> dict[str, str]:
+    """The admin API token `runwright server` wrote to its home on start."""
+    return {"Authorization": f"Bearer {(home / 'token').read_text().strip()}"}
+
+
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], processes: Processes) -> None:
     deadline = time.monotonic() + 60
     with httpx.Client(timeout=2.0) as http:
@@ -576,7 +581,7 @@ def measure_server(
     )
     try:
         wait_healthy(base, server, processes)
-        with httpx.Client(base_url=base, timeout=10.0) as http:
+        with httpx.Client(base_url=base, headers=server_headers(home), timeout=10.0) as http:
 
             def post() -> int:
                 response = http.post("/api/runs", json={"type": TASK_TYPE})

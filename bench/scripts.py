@@ -71,6 +71,7 @@ from bench.queue import (
     git_revision,
     progress,
     runwright_command,
+    server_headers,
     time_limited,
     wait_healthy,
     wait_until_quiet,
@@ -560,7 +561,7 @@ def measure_followers(
                 )
 
         timeout = httpx.Timeout(10.0, read=120.0)
-        with httpx.Client(base_url=base, timeout=timeout) as http:
+        with httpx.Client(base_url=base, headers=server_headers(home), timeout=timeout) as http:
 
             def submit() -> int:
                 response = http.post("/api/jobs/ingest/runs", json={})

@@ -87,6 +87,7 @@ from bench.queue import (
     percentiles,
     progress,
     runwright_command,
+    server_headers,
     start_py_spy,
     stop_py_spy,
     time_limited,
@@ -281,8 +282,14 @@ class Options:
 
 
 class Api:
-    def __init__(self, base: str, server: subprocess.Popen[bytes], processes: Processes) -> None:
-        self.http = httpx.Client(base_url=base, timeout=60)
+    def __init__(
+        self,
+        base: str,
+        server: subprocess.Popen[bytes],
+        processes: Processes,
+        headers: dict[str, str],
+    ) -> None:
+        self.http = httpx.Client(base_url=base, headers=headers, timeout=60)
         self.server = server
         self.processes = processes
 
@@ -389,7 +396,7 @@ def measure(kind: str, opts: Options, processes: Processes, sshd: Sshd) -> dict[
             )
             base = f"http://127.0.0.1:{port}"
             wait_healthy(base, server, processes)
-            api = Api(base, server, processes)
+            api = Api(base, server, processes, server_headers(home))
             engine = create_engine(url)
             try:
                 return fleet_figures(kind, opts, api, engine, server, sshd, processes, home)

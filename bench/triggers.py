@@ -85,6 +85,7 @@ from bench.queue import (
     percentiles,
     progress,
     runwright_command,
+    server_headers,
     start_py_spy,
     stop_py_spy,
     time_limited,
@@ -801,7 +802,7 @@ def measure_webhooks(
     server, base = start_server(processes, url, home, opts.server_workers)
     job = "hook-echo"
     hooks: dict[str, dict[str, Any]] = {}
-    with httpx.Client(base_url=base, timeout=30.0) as http:
+    with httpx.Client(base_url=base, headers=server_headers(home), timeout=30.0) as http:
         answer = http.post("/api/jobs", json={"name": job, "kind": "task", "task_type": TASK_TYPE})
         if answer.status_code != 201:
             raise BenchError(f"POST /api/jobs: {answer.status_code} {answer.text}")

@@ -117,3 +117,19 @@ def make_registry() -> TaskRegistry:
         raise RuntimeError("this task always fails")
 
     return registry
+
+
+def admin_headers(runtime: Runtime, role: str = "admin") -> dict[str, str]:
+    """An API token of ``role`` for requests of a test (TestClient or a real server)."""
+    import uuid
+
+    _, secret = runtime.auth.create_token(f"test-{uuid.uuid4().hex[:12]}", role, actor="tests")
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def home_headers(home: Any) -> dict[str, str]:
+    """The admin token a `runwright server` wrote to its RUNWRIGHT_HOME on start."""
+    from pathlib import Path
+
+    secret = (Path(home) / "token").read_text().strip()
+    return {"Authorization": f"Bearer {secret}"}

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from runwright.model.runs import SubmitRequest
+from tests.helpers import home_headers
 from tests.procs import (
     SLEEP,
     Db,
@@ -47,8 +48,13 @@ class Server:
     def cli(self, *args: str, timeout: float = 30.0) -> Any:
         return run_cli(args, self.env, timeout=timeout)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The admin token the server wrote to its home on start."""
+        return home_headers(self.home)
+
     def run(self, run_id: int) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/api/runs/{run_id}", timeout=5)
+        response = httpx.get(f"{self.url}/api/runs/{run_id}", headers=self.headers, timeout=5)
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data

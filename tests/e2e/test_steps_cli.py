@@ -98,7 +98,9 @@ def pipe(server: Server, stdin: str, *args: str) -> subprocess.CompletedProcess[
 
 
 def api(server: Server, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, f"{server.url}{path}", timeout=10, **kwargs)
+    response = httpx.request(
+        method, f"{server.url}{path}", headers=server.headers, timeout=10, **kwargs
+    )
     assert response.status_code < 300, response.text
     return response.json() if response.content else None
 
@@ -266,7 +268,9 @@ def test_a_sensitive_variable_from_stdin_is_never_shown(server: Server) -> None:
     context = ok(cli(server, "runs", "context", str(run_id)))
     assert SECRET not in context
     assert json.loads(context)["variables"]["partner_password"] == "********"
-    log = httpx.get(f"{server.url}/api/runs/{run_id}/log.txt", timeout=10).text
+    log = httpx.get(
+        f"{server.url}/api/runs/{run_id}/log.txt", headers=server.headers, timeout=10
+    ).text
     assert "logging in with" in log
     assert SECRET not in log
 
@@ -355,7 +359,9 @@ def test_a_failed_run_resumes_from_the_failed_step(server: Server) -> None:
     ]
     context = api(server, "GET", f"/api/runs/{run_id}/context")
     assert context["steps"]["finish"]["output"]["stdout"] == "finished after prepared"
-    log = httpx.get(f"{server.url}/api/runs/{run_id}/log.txt", timeout=10).text
+    log = httpx.get(
+        f"{server.url}/api/runs/{run_id}/log.txt", headers=server.headers, timeout=10
+    ).text
     assert "gate is closed" in log
     assert "gate is open" in log
     assert "Step prepare: succeeded in attempt 1; not run again" in log

@@ -52,7 +52,9 @@ def run(server: Server, *args: str, stdin: str = "") -> subprocess.CompletedProc
 
 
 def api(server: Server, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, f"{server.url}{path}", timeout=10, **kwargs)
+    response = httpx.request(
+        method, f"{server.url}{path}", headers=server.headers, timeout=10, **kwargs
+    )
     assert response.status_code < 300, response.text
     return response.json() if response.content else None
 

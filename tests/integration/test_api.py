@@ -20,7 +20,7 @@ from runwright.api.app import create_app
 from runwright.config import Settings
 from runwright.services.runtime import Runtime
 from runwright.worker.worker import Worker
-from tests.helpers import make_registry, no_server_errors, wait_until
+from tests.helpers import admin_headers, make_registry, no_server_errors, wait_until
 
 with warnings.catch_warnings():
     # Starlette now prefers the httpx2 package for its TestClient; the project ships httpx,
@@ -38,7 +38,11 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        create_app(runtime),
+        raise_server_exceptions=False,
+        headers=admin_headers(runtime),
+    ) as test_client:
         test_client.event_hooks = {"request": [], "response": [no_server_errors]}
         yield test_client
 

@@ -232,12 +232,12 @@ def test_live_events_arrive_before_the_end_and_resume_after_the_last_line(
     procs = Processes(tmp_path / "logs")
     try:
         server = start_server(procs, tmp_path / "server-home", "--database-url", database_url)
-        _live_events(server.url, procs)
+        _live_events(server.url, procs, server.headers)
     finally:
         procs.kill_all()
 
 
-def _live_events(url: str, procs: Processes) -> None:
+def _live_events(url: str, procs: Processes, headers: dict[str, str]) -> None:
     script = "import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')\n"
     data = build_from_files(
         [
@@ -251,7 +251,7 @@ def _live_events(url: str, procs: Processes) -> None:
             ("main.py", b"import sys\nprint('about to fail')\nsys.exit(2)\n", False),
         ]
     ).data
-    with httpx.Client(base_url=url, timeout=httpx.Timeout(10.0)) as http:
+    with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(10.0)) as http:
         for job, zipped in (("live", data), ("dies", failing)):
             response = http.post(
                 f"/api/jobs/{job}/packages", files={"file": ("p.zip", zipped, "application/zip")}

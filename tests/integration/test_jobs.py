@@ -21,6 +21,7 @@ from runwright.config import Settings
 from runwright.errors import Conflict, InvalidRequest, NotFound
 from runwright.services.jobs import JobSettings, RunOptions
 from runwright.services.runtime import Runtime
+from tests.helpers import admin_headers
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -45,7 +46,11 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        create_app(runtime),
+        raise_server_exceptions=False,
+        headers=admin_headers(runtime),
+    ) as test_client:
         yield test_client
 
 
@@ -241,7 +246,11 @@ def test_upload_sanitises_the_file_name(tmp_path: Path, database_url: str) -> No
     settings = Settings(home=tmp_path / "home2", database_url=database_url)
     rt = Runtime.open(settings, create_schema=True)  # no name pattern here
     try:
-        with TestClient(create_app(rt), raise_server_exceptions=False) as client:
+        with TestClient(
+            create_app(rt),
+            raise_server_exceptions=False,
+            headers=admin_headers(rt),
+        ) as client:
             response = upload(client, "../../my report!.py", b"print('hi')\n")
             assert response.status_code == 201, response.text
             body = response.json()

@@ -28,7 +28,7 @@ from runwright.services.notifications import Delivery
 from runwright.services.runtime import Runtime
 from runwright.worker.context import TaskContext
 from runwright.worker.registry import TaskRegistry, TaskSpec
-from tests.helpers import running_worker, wait_for_run
+from tests.helpers import admin_headers, running_worker, wait_for_run
 from tests.procs import free_port
 
 with warnings.catch_warnings():
@@ -383,7 +383,11 @@ def test_the_address_is_checked_again_at_delivery(settings: Settings, receiver: 
 def test_the_api_answers_422_for_a_refused_address(settings: Settings) -> None:
     with opened(settings) as runtime:
         flaky_job(runtime, "api-rules")
-        with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+        with TestClient(
+            create_app(runtime),
+            raise_server_exceptions=False,
+            headers=admin_headers(runtime),
+        ) as client:
             refused = client.post(
                 "/api/jobs/api-rules/notifications",
                 json={"event": "failure", "channel": "webhook", "target": "http://10.9.9.9/x"},
@@ -407,7 +411,11 @@ def test_bug_a_url_with_a_bad_port_is_refused_not_a_500(settings: Settings) -> N
     URLs; it is not an InvalidRequest, so the API answers 500 instead of 422."""
     with opened(settings) as runtime:
         flaky_job(runtime, "ported")
-        with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+        with TestClient(
+            create_app(runtime),
+            raise_server_exceptions=False,
+            headers=admin_headers(runtime),
+        ) as client:
             answers = {
                 target: client.post(
                     "/api/jobs/ported/notifications",

@@ -27,7 +27,7 @@ from runwright.model.states import Outcome, RunStatus
 from runwright.services.jobs import Deployed, RunOptions
 from runwright.services.runtime import Runtime
 from runwright.worker.worker import Worker
-from tests.helpers import wait_for_run, wait_until
+from tests.helpers import admin_headers, wait_for_run, wait_until
 
 with warnings.catch_warnings():
     from starlette.exceptions import StarletteDeprecationWarning
@@ -649,7 +649,11 @@ def test_a_sensitive_variable_is_masked_in_logs_saved_context_and_api(rig: Steps
     assert saved["steps"]["keep"]["output"] == f"token={MASK}"
     assert SECRET not in json.dumps(done.result)
     assert SECRET not in "".join(s.output_summary or "" for s in rig.steps(run.id).values())
-    with TestClient(create_app(rig.runtime), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(rig.runtime),
+        raise_server_exceptions=False,
+        headers=admin_headers(rig.runtime),
+    ) as client:
         response = client.get(f"/api/runs/{run.id}/context")
         assert response.status_code == 200, response.text
         assert SECRET not in response.text

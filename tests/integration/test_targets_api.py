@@ -22,7 +22,7 @@ from runwright.errors import ConfigError
 from runwright.model.targets import SecretPart
 from runwright.services.runtime import Runtime
 from tests.conftest import need_service
-from tests.helpers import make_registry, no_server_errors
+from tests.helpers import admin_headers, make_registry, no_server_errors
 
 with warnings.catch_warnings():
     from starlette.exceptions import StarletteDeprecationWarning
@@ -78,7 +78,11 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        create_app(runtime),
+        raise_server_exceptions=False,
+        headers=admin_headers(runtime),
+    ) as test_client:
         test_client.event_hooks = {"request": [], "response": [no_server_errors]}
         yield test_client
 

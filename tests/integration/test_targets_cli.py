@@ -35,7 +35,7 @@ from runwright.db.tables import credentials, metadata
 from runwright.model.targets import SecretPart
 from runwright.services.runtime import Runtime
 from runwright.services.secrets import KEY_FILE, SecretBox
-from tests.helpers import make_registry, wait_until
+from tests.helpers import admin_headers, make_registry, wait_until
 from tests.s3server import free_port
 
 HOST_KEY = asyncssh.generate_private_key("ssh-ed25519")
@@ -109,7 +109,10 @@ class Cli:
 
     @functools.cached_property
     def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10)  # one SSL context: 90 ms each
+        token = self.env.get("RUNWRIGHT_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # One client: one SSL context (90 ms each).
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
 
     def __call__(self, *args: str, input: str | None = None, code: int = 0) -> Result:
         result = CliRunner().invoke(app, list(args), input=input, env=self.env)
@@ -127,8 +130,9 @@ class Cli:
 
 
 @pytest.fixture
-def cli(url: str, tmp_path: Path) -> Iterator[Cli]:
-    runner = Cli(url, tmp_path / "cli-home")
+def cli(url: str, runtime: Runtime, tmp_path: Path) -> Iterator[Cli]:
+    token = admin_headers(runtime)["Authorization"].removeprefix("Bearer ")
+    runner = Cli(url, tmp_path / "cli-home", RUNWRIGHT_TOKEN=token)
     yield runner
     if "http" in vars(runner):
         runner.http.close()

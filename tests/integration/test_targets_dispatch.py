@@ -68,7 +68,7 @@ class Fleet:
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.server.url, timeout=20)
+        self.http = httpx.Client(base_url=self.server.url, headers=self.server.headers, timeout=20)
 
     @property
     def home(self) -> Path:

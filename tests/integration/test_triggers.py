@@ -30,7 +30,7 @@ from runwright.services.runtime import Runtime
 from runwright.services.schedules import ScheduleService, ScheduleSpec
 from runwright.worker.context import TaskContext
 from runwright.worker.registry import TaskRegistry, TaskSpec
-from tests.helpers import running_worker, wait_for_run, wait_until
+from tests.helpers import admin_headers, running_worker, wait_for_run, wait_until
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -156,7 +156,11 @@ def test_a_job_without_parameters_takes_any_schedule_params(runtime: Runtime) ->
 
 def test_the_api_answers_422_with_the_message(runtime: Runtime) -> None:
     task_job(runtime, "export", parameters=PARAMS)
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(runtime),
+        raise_server_exceptions=False,
+        headers=admin_headers(runtime),
+    ) as client:
         bad = client.post("/api/jobs/export/schedules", json={"cron": "* * *", "params": {}})
         assert bad.status_code == 422
         assert "has 3 fields" in bad.json()["error"]

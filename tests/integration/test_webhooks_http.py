@@ -44,6 +44,8 @@ class Hooks:
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = path if path.startswith("http") else self.server.url + path
+        if path.startswith("/api/"):  # webhooks (/hooks/...) need no API token
+            kwargs["headers"] = {**self.server.headers, **kwargs.get("headers", {})}
         response = self.http.request(method, url, **kwargs)
         self.seen.append((f"{method} {path[:60]}", response.status_code))
         assert response.status_code < 500, f"{method} {path}: {response.text}"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
 
 from runwright import __version__
+from runwright.api.auth import SignInRequired, authorize
 from runwright.api.errors import install_error_handlers
 from runwright.api.routes import (
     hooks,
@@ -12,10 +14,12 @@ from runwright.api.routes import (
     logs,
     runs,
     scripts,
+    session,
     steps,
     system,
     targets,
     triggers,
+    users,
 )
 from runwright.services.runtime import Runtime
 
@@ -28,13 +32,25 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(_request: Request, exc: SignInRequired) -> Response:
+        return session.sign_in_redirect(exc.next_url)
+
+    # Webhooks check their own token or signature: no session or API token there.
     app.include_router(hooks.router)
-    app.include_router(runs.router)
-    app.include_router(logs.router)
-    app.include_router(jobs.router)
-    app.include_router(scripts.router)
-    app.include_router(steps.router)
-    app.include_router(triggers.router)
-    app.include_router(targets.router)
-    app.include_router(system.router)
+    app.include_router(session.router)
+    guarded = [Depends(authorize)]  # the role of api.access, on every other route
+    for router in (
+        runs.router,
+        logs.router,
+        jobs.router,
+        scripts.router,
+        steps.router,
+        triggers.router,
+        targets.router,
+        users.router,
+        system.router,
+    ):
+        app.include_router(router, dependencies=guarded)
     return app

@@ -19,6 +19,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(_request: Request, exc: RunwrightError) -> JSONResponse:
         status = exc.status_code if 400 <= exc.status_code < 600 else 500
         headers = {"Retry-After": "5"} if status == 503 else None
+        if status == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="runwright"'}
         retry_after = getattr(exc, "retry_after", None)
         if status == 429 and retry_after is not None:
             headers = {"Retry-After": str(max(1, round(retry_after)))}

@@ -24,6 +24,7 @@ from runwright.cli.runs import runs_app, submit
 from runwright.cli.secrets import secrets_app
 from runwright.cli.targets import credential_app, target_app
 from runwright.cli.triggers import notify_app, schedule_app, webhook_app
+from runwright.cli.users import token_app, user_app
 from runwright.cli.variables import var_app
 from runwright.client import Client
 from runwright.db.engine import create_engine
@@ -52,6 +53,8 @@ app.add_typer(notify_app, name="notify")
 app.add_typer(target_app, name="target")
 app.add_typer(credential_app, name="credential")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
 app.command()(deploy)
 app.command()(run)
 app.command()(logs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -20,6 +21,7 @@ import uvicorn
 from runwright.api.app import create_app
 from runwright.cli.common import console, err_console, reported, settings_from
 from runwright.config import Settings
+from runwright.errors import RunwrightError
 from runwright.scheduler.loop import SchedulerLoop
 from runwright.scheduler.maintenance import Maintenance
 from runwright.services.runtime import Runtime
@@ -81,6 +83,7 @@ def server(
         raise typer.Exit(1)
     with reported():
         runtime = Runtime.open(settings, create_schema=True)
+        link = runtime.auth.bootstrap(settings.home)
         if demo:
             from runwright.demo import install_demo_jobs
 
@@ -110,6 +113,13 @@ def server(
         f", {workers} embedded worker slots)",
         highlight=False,
     )
+    if link:
+        console.print(
+            f"Sign in to the web UI (once, within 15 minutes): {url}/login/link?code={link}\n"
+            f"The CLI on this machine uses the admin token in {settings.home / 'token'}.",
+            highlight=False,
+            soft_wrap=True,
+        )
     # uvicorn restores the previous SIGTERM/SIGINT handlers when it stops and raises
     # the signal again: with these no-op handlers that does not kill the process
     # before the embedded worker has finished or requeued its runs below.
@@ -133,6 +143,8 @@ def server(
         if workers:
             worker.stop_and_wait()
         maintenance.stop()
+        with contextlib.suppress(RunwrightError):
+            runtime.auth.flush()
         _remove_if_ours(info_path)
         runtime.close()
         _exit_now(code)

@@ -386,3 +386,59 @@ run_targets = sa.Table(
     sa.Column("error_type", sa.String(40), nullable=True),
     sa.UniqueConstraint("run_id", "step_id", "target"),
 )
+
+# People who sign in to the web UI. ``password_hash`` is argon2id; NULL means the user
+# signs in only with a one-time link (the local admin made on first start).
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=True),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("last_sign_in_at", Epoch, nullable=True),
+)
+
+# API tokens: only the SHA-256 of the token is kept (a token is 256 random bits, so a
+# fast hash is enough); ``prefix`` is its first characters, to tell tokens apart.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(20), nullable=False),
+    sa.Column("created_by", sa.String(100), nullable=True),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("last_used_at", Epoch, nullable=True),
+    sa.Column("revoked_at", Epoch, nullable=True),
+)
+
+# Browser sessions and one-time sign-in links, by the SHA-256 of their secret.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", BigId, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # session or link
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", Epoch, nullable=False),
+    sa.Column("expires_at", Epoch, nullable=False),
+)
+
+# Security-relevant actions, kept for admins: who did what to what, and when.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", Epoch, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(50), nullable=False),
+    sa.Column("subject", sa.String(300), nullable=False, server_default=""),
+    sa.Column("detail", Json, nullable=False),
+    sa.Column("address", sa.String(100), nullable=True),
+)

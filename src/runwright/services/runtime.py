@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from runwright.artifacts import open_store
 from runwright.artifacts.base import ArtifactStore
 from runwright.config import Settings
+from runwright.db.auth import AuthRepository
 from runwright.db.engine import create_engine
 from runwright.db.jobs import JobRepository
 from runwright.db.logs import LogRepository
@@ -23,6 +24,7 @@ from runwright.db.targets import CredentialRepository, TargetRepository
 from runwright.db.variables import VariableRepository
 from runwright.db.workers import WorkerRegistry
 from runwright.model.retry import RetryPolicy
+from runwright.services.auth import AuthService
 from runwright.services.contexts import ContextStore
 from runwright.services.credentials import CredentialService
 from runwright.services.jobs import JobService
@@ -64,6 +66,7 @@ class Runtime:
     notifications: NotificationService
     targets: TargetService
     credentials: CredentialService
+    auth: AuthService
     _sinks: list[LogSink] = field(default_factory=list)
     _engines: list[Engine] = field(default_factory=list)
 
@@ -127,6 +130,7 @@ class Runtime:
             notifications=NotificationService(engine=engine, jobs=jobs, settings=settings),
             targets=TargetService(targets=TargetRepository(engine)),
             credentials=CredentialService(credentials=CredentialRepository(engine), box=box),
+            auth=AuthService(repository=AuthRepository(engine)),
         )
 
     def retry_policy(self) -> RetryPolicy:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, UploadFile, status
 
+from runwright.api.auth import AuditDep
 from runwright.api.deps import RuntimeDep
 from runwright.api.routes.runs import ERRORS
 from runwright.api.schemas import (
@@ -128,13 +129,17 @@ def list_packages(name: str, runtime: RuntimeDep) -> list[PackageOut]:
 
 
 @router.post("/{name}/packages", status_code=status.HTTP_201_CREATED, responses=ERRORS)
-async def upload_package(name: str, file: UploadFile, runtime: RuntimeDep) -> DeployedOut:
+async def upload_package(
+    name: str, file: UploadFile, runtime: RuntimeDep, audit: AuditDep
+) -> DeployedOut:
     """Upload a package zip (from `runwright package build`); stored once by content
     and made the job's current version. The job is created if it does not exist."""
     from starlette.concurrency import run_in_threadpool
 
     data = await read_upload(file, MAX_PACKAGE_BYTES, "package")
-    deployed = await run_in_threadpool(runtime.jobs.deploy, name, data, created_by=None)
+    deployed = await run_in_threadpool(runtime.jobs.deploy, name, data, created_by=audit.actor)
+    if deployed.created:
+        audit.record("job.deployed", name, {"version": deployed.package.version})
     return DeployedOut(
         job=job_out(runtime, deployed.job),
         package=package_out(deployed.package, deployed.job.current_package_id),
@@ -144,9 +149,11 @@ async def upload_package(name: str, file: UploadFile, runtime: RuntimeDep) -> De
 
 
 @router.post("/{name}/packages/{version}/activate", responses=ERRORS)
-def activate_package(name: str, version: int, runtime: RuntimeDep) -> JobOut:
+def activate_package(name: str, version: int, runtime: RuntimeDep, audit: AuditDep) -> JobOut:
     """Make version `version` the one new runs use."""
-    return job_out(runtime, runtime.jobs.activate(name, version))
+    job = runtime.jobs.activate(name, version)
+    audit.record("job.deployed", name, {"version": version, "activated": True})
+    return job_out(runtime, job)
 
 
 @router.post("/{name}/runs", status_code=status.HTTP_202_ACCEPTED, responses=ERRORS)

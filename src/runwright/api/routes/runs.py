@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from runwright.api.auth import AuditDep
 from runwright.api.deps import MAX_ID, RunId, RunServiceDep
 from runwright.api.schemas import ErrorOut, ResultOut, RunOut, RunPage, SubmitBody
 from runwright.db.runs import RunFilter
@@ -87,9 +88,11 @@ def get_result(run_id: RunId, service: RunServiceDep) -> ResultOut:
 
 
 @router.post("/{run_id}/cancel", responses=ERRORS)
-def cancel_run(run_id: RunId, service: RunServiceDep) -> RunOut:
+def cancel_run(run_id: RunId, service: RunServiceDep, audit: AuditDep) -> RunOut:
     """A queued run is canceled at once; a running one within one heartbeat interval."""
-    return RunOut.of(service.cancel(run_id))
+    run = service.cancel(run_id)
+    audit.record("run.canceled", str(run_id), {"type": run.type, "status": run.status.value})
+    return RunOut.of(run)
 
 
 @router.post("/{run_id}/retry", status_code=status.HTTP_202_ACCEPTED, responses=ERRORS)

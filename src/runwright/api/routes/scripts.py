@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, UploadFile, status
 from starlette.concurrency import run_in_threadpool
 
+from runwright.api.auth import AuditDep
 from runwright.api.deps import RuntimeDep
 from runwright.api.routes.jobs import job_out, package_out
 from runwright.api.routes.runs import ERRORS
@@ -20,6 +21,7 @@ router = APIRouter(prefix="/api/scripts", tags=["scripts"])
 @router.post("", status_code=status.HTTP_201_CREATED, responses={**ERRORS, 413: ERRORS[422]})
 async def upload_script(
     runtime: RuntimeDep,
+    audit: AuditDep,
     file: UploadFile,
     description: Annotated[str, Form()] = "",
     job: Annotated[str | None, Form(description="Job name; default: from the file name")] = None,
@@ -29,8 +31,15 @@ async def upload_script(
     limit = runtime.settings.script_max_bytes
     data = await read_upload(file, limit, f"script {file.filename!r}")
     deployed = await run_in_threadpool(
-        runtime.scripts.upload, file.filename or "", data, description=description, job_name=job
+        runtime.scripts.upload,
+        file.filename or "",
+        data,
+        description=description,
+        job_name=job,
+        created_by=audit.actor,
     )
+    if deployed.created:
+        audit.record("job.deployed", deployed.job.name, {"version": deployed.package.version})
     return DeployedOut(
         job=job_out(runtime, deployed.job),
         package=package_out(deployed.package, deployed.job.current_package_id),

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, status
 from pydantic import BaseModel, Field
 
+from runwright.api.auth import AuditDep
 from runwright.api.deps import RunId, RuntimeDep
 from runwright.api.routes.jobs import job_out, package_out
 from runwright.api.routes.runs import ERRORS
@@ -55,11 +56,14 @@ class VariableOut(BaseModel):
 def deploy_steps(
     name: str,
     runtime: RuntimeDep,
+    audit: AuditDep,
     definition: Annotated[dict[str, Any], Body(description="The job.yaml content as JSON.")],
 ) -> DeployedOut:
     """Deploy a multi-step definition (the content of job.yaml, as JSON) as a new version
     of the job, created if needed. Other files of the current version are kept."""
     deployed = runtime.jobs.deploy_steps(name, definition)
+    if deployed.created:
+        audit.record("job.deployed", name, {"version": deployed.package.version})
     return DeployedOut(
         job=job_out(runtime, deployed.job),
         package=package_out(deployed.package, deployed.job.current_package_id),

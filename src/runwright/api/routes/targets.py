@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr
 from starlette.concurrency import run_in_threadpool
 
+from runwright.api.auth import AuditDep
 from runwright.api.deps import RuntimeDep
 from runwright.api.routes.runs import ERRORS
 from runwright.api.schemas import ErrorOut
@@ -331,7 +332,7 @@ def list_credentials(runtime: RuntimeDep) -> list[CredentialOut]:
     responses=ERRORS,
     tags=["credentials"],
 )
-def create_credential(body: CredentialIn, runtime: RuntimeDep) -> CredentialOut:
+def create_credential(body: CredentialIn, runtime: RuntimeDep, audit: AuditDep) -> CredentialOut:
     """Add a credential: a password, or a private key (with its passphrase if it is
     encrypted). The secret part is encrypted at rest and never returned."""
     created = runtime.credentials.create(
@@ -342,6 +343,7 @@ def create_credential(body: CredentialIn, runtime: RuntimeDep) -> CredentialOut:
         tags=body.tags,
         description=body.description,
     )
+    audit.record("credential.created", body.name, {"username": body.username})
     return CredentialOut.of(created)
 
 
@@ -351,7 +353,9 @@ def get_credential(name: str, runtime: RuntimeDep) -> CredentialOut:
 
 
 @router.patch("/api/credentials/{name}", responses=ERRORS, tags=["credentials"])
-def update_credential(name: str, body: CredentialPatch, runtime: RuntimeDep) -> CredentialOut:
+def update_credential(
+    name: str, body: CredentialPatch, runtime: RuntimeDep, audit: AuditDep
+) -> CredentialOut:
     """Change the given fields. A password or private_key replaces the secret part."""
     updated = runtime.credentials.update(
         name,
@@ -361,6 +365,8 @@ def update_credential(name: str, body: CredentialPatch, runtime: RuntimeDep) -> 
         tags=body.tags,
         description=body.description,
     )
+    changed = sorted(body.model_dump(exclude_unset=True))
+    audit.record("credential.updated", name, {"changed": changed})
     return CredentialOut.of(updated)
 
 
@@ -370,5 +376,6 @@ def update_credential(name: str, body: CredentialPatch, runtime: RuntimeDep) -> 
     responses=ERRORS,
     tags=["credentials"],
 )
-def delete_credential(name: str, runtime: RuntimeDep) -> None:
+def delete_credential(name: str, runtime: RuntimeDep, audit: AuditDep) -> None:
     runtime.credentials.delete(name)
+    audit.record("credential.deleted", name)
