@@ -12,7 +12,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The web UI's front-end libraries come from the npm registry, never from the repository.
 install: $(STAMP)
+	bash scripts/fetch_assets.sh || echo "The web UI's libraries could not be fetched; pages work without them, with less comfort."
 
 ## Start the all-in-one server (SQLite in ~/.runwright, demo task types and jobs) on 127.0.0.1:8080.
 run: install

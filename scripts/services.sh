@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install and start what the test suite needs: Debian packages it uses (an OpenSSH
-# server for the SFTP and SSH tests) and the local PostgreSQL.
+# server for the SFTP and SSH tests, Chromium for the browser tests) and the local
+# PostgreSQL.
 set -euo pipefail
 
 # Debian packages: binary that proves it is installed -> package.
 declare -A PACKAGES=(
   [/usr/sbin/sshd]=openssh-server
   [/usr/lib/openssh/sftp-server]=openssh-sftp-server
+  [/usr/bin/chromium]=chromium
 )
 missing=()
 for binary in "${!PACKAGES[@]}"; do

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 
-from runwright import __version__
+from runwright import __version__, web
 from runwright.api.auth import SignInRequired, authorize
 from runwright.api.errors import install_error_handlers
 from runwright.api.routes import (
+    code,
     hooks,
     jobs,
     logs,
@@ -53,4 +54,6 @@ def create_app(runtime: Runtime) -> FastAPI:
         system.router,
     ):
         app.include_router(router, dependencies=guarded)
+    app.include_router(code.router, dependencies=guarded)
+    web.install(app)
     return app
