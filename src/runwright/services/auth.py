@@ -82,7 +82,7 @@ class AuthService:
     def __init__(self, *, repository: AuthRepository) -> None:
         self._repo = repository
         self._hasher = PasswordHasher()
-        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        self._dummy: str | None = None  # hashed on the first unknown user's sign-in
         self._lock = threading.Lock()
         self._token_cache: dict[str, tuple[float, ApiToken | None]] = {}
         self._session_cache: dict[str, tuple[float, Session | None]] = {}
@@ -170,7 +170,12 @@ class AuthService:
         keys = (f"user:{name}", f"address:{address}")
         self._check_failures(keys)
         user = self._repo.user(name)
-        hashed = user.password_hash if user is not None and user.password_hash else self._dummy
+        hashed = user.password_hash if user is not None and user.password_hash else None
+        if hashed is None:
+            # An unknown user costs a verification too: the answer's time tells nothing.
+            if self._dummy is None:
+                self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+            hashed = self._dummy
         try:
             self._hasher.verify(hashed, password)
             good = user is not None and user.password_hash is not None and not user.disabled
