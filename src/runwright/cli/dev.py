@@ -14,7 +14,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,8 +24,9 @@ from runwright.cli.follow import print_line
 from runwright.cli.jobs import parse_params
 from runwright.config import Settings
 from runwright.errors import DatabaseError, RunwrightError, StoreError
-from runwright.services.jobs import JOB_NAME, RunOptions
-from runwright.services.runtime import Runtime
+
+if TYPE_CHECKING:
+    from runwright.services.runtime import Runtime
 
 
 def dev(
@@ -39,6 +40,9 @@ def dev(
     arg: Annotated[list[str] | None, typer.Option("--arg", help="Argument (repeat).")] = None,
 ) -> None:
     """Package FOLDER, deploy it, and run it here with live output."""
+    # Imported here: the other `runwright` commands start without the executors.
+    from runwright.services.jobs import JOB_NAME, RunOptions
+
     settings = settings_from(ctx)
     name = job or folder.resolve().name.lower().replace("_", "-")
     if not JOB_NAME.match(name):
@@ -83,6 +87,8 @@ def dev(
 def _open(settings: Settings, built: BuiltPackage, name: str) -> tuple[Runtime, Path | None]:
     """The installation's runtime with the package deployed, or a local stand-in (with
     its scratch folder, to remove afterwards)."""
+    from runwright.services.runtime import Runtime
+
     try:
         runtime = Runtime.open(settings, create_schema=True)
     except (DatabaseError, StoreError) as exc:
@@ -101,6 +107,8 @@ def _open(settings: Settings, built: BuiltPackage, name: str) -> tuple[Runtime, 
 
 
 def _local(settings: Settings, built: BuiltPackage, name: str, why: str) -> tuple[Runtime, Path]:
+    from runwright.services.runtime import Runtime
+
     err_console.print(
         f"[yellow]Warning:[/] {why}; running locally without recording the run there.",
         highlight=False,

@@ -27,8 +27,6 @@ from runwright.cli.triggers import notify_app, schedule_app, webhook_app
 from runwright.cli.users import token_app, user_app
 from runwright.cli.variables import var_app
 from runwright.client import Client
-from runwright.db.engine import create_engine
-from runwright.db.schema import inspect_schema, upgrade
 
 app = typer.Typer(
     name="runwright",
@@ -117,6 +115,9 @@ def config(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending migrations to the database."""
+    from runwright.db.engine import create_engine
+    from runwright.db.schema import inspect_schema, upgrade
+
     settings = settings_from(ctx)
     with reported():
         engine = create_engine(settings.effective_database_url)
@@ -132,6 +133,9 @@ def db_upgrade(ctx: typer.Context) -> None:
 @db_app.command("status")
 def db_status(ctx: typer.Context) -> None:
     """Show the schema revision of the database and the one this runwright needs."""
+    from runwright.db.engine import create_engine
+    from runwright.db.schema import inspect_schema
+
     settings = settings_from(ctx)
     with reported():
         engine = create_engine(settings.effective_database_url)

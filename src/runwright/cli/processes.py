@@ -16,15 +16,14 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from runwright.api.app import create_app
 from runwright.cli.common import console, err_console, reported, settings_from
 from runwright.config import Settings
 from runwright.errors import RunwrightError
-from runwright.scheduler.loop import SchedulerLoop
-from runwright.scheduler.maintenance import Maintenance
-from runwright.services.runtime import Runtime
+
+# The server's, worker's and scheduler's modules (FastAPI, the pages, SQLAlchemy, the
+# executors) are imported by the command that needs them: every other `runwright`
+# command starts without paying for them.
 
 
 def _configure_logging() -> None:
@@ -73,6 +72,13 @@ def server(
     ] = True,
 ) -> None:
     """REST API, scheduler, recovery of lost runs and an embedded worker, in one process."""
+    import uvicorn
+
+    from runwright.api.app import create_app
+    from runwright.scheduler.loop import SchedulerLoop
+    from runwright.scheduler.maintenance import Maintenance
+    from runwright.services.runtime import Runtime
+
     _configure_logging()
     settings = _tasks(settings_from(ctx), tasks)
     if not _port_free(host, port):
@@ -174,6 +180,8 @@ def worker(
     tasks: Annotated[str | None, typer.Option(help="Modules registering task types.")] = None,
 ) -> None:
     """Claim and execute runs until stopped (SIGTERM: finish, then requeue; twice: exit)."""
+    from runwright.services.runtime import Runtime
+
     _configure_logging()
     settings = _tasks(settings_from(ctx), tasks)
     with reported():
@@ -208,6 +216,10 @@ def worker(
 def scheduler(ctx: typer.Context) -> None:
     """Fire schedules, release queued runs, send notifications and recover runs of dead
     workers until stopped. Run as many as you like: they share the work."""
+    from runwright.scheduler.loop import SchedulerLoop
+    from runwright.scheduler.maintenance import Maintenance
+    from runwright.services.runtime import Runtime
+
     _configure_logging()
     settings = settings_from(ctx)
     with reported():

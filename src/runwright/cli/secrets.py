@@ -4,15 +4,14 @@ here, against RUNWRIGHT_DATABASE_URL, like `runwright db upgrade`: not through t
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from runwright.cli.common import console, err_console, reported, settings_from
-from runwright.db.engine import create_engine
-from runwright.db.schema import ensure_schema
-from runwright.db.secrets import Rewritten
-from runwright.services.secrets import rotate_key
+
+if TYPE_CHECKING:
+    from runwright.db.secrets import Rewritten
 
 secrets_app = typer.Typer(help="The key that encrypts secrets at rest.", no_args_is_help=True)
 
@@ -40,6 +39,10 @@ def rotate(
 ) -> None:
     """Re-encrypt every credential, sensitive variable and webhook signing secret with a
     new key in one transaction, then make it the key that encrypts."""
+    from runwright.db.engine import create_engine
+    from runwright.db.schema import ensure_schema
+    from runwright.services.secrets import rotate_key
+
     settings = settings_from(ctx)
     given = sys.stdin.read().strip() if new_key_stdin else None
     if new_key_stdin and not given:

@@ -60,15 +60,20 @@ class AuditEvent:
     address: str | None
 
 
-def _user(row: Any) -> User:
+def _user(row: Any, prefix: str = "") -> User:
+    """A user from a row of ``users``, or from columns labelled ``prefix + name``."""
+
+    def column(name: str) -> Any:
+        return getattr(row, prefix + name)
+
     return User(
-        id=row.id,
-        name=row.name,
-        role=Role(row.role),
-        password_hash=row.password_hash,
-        disabled=bool(row.disabled),
-        created_at=row.created_at,
-        last_sign_in_at=row.last_sign_in_at,
+        id=column("id"),
+        name=column("name"),
+        role=Role(column("role")),
+        password_hash=column("password_hash"),
+        disabled=bool(column("disabled")),
+        created_at=column("created_at"),
+        last_sign_in_at=column("last_sign_in_at"),
     )
 
 
@@ -220,15 +225,7 @@ class AuthRepository:
             row = conn.execute(query).first()
         if row is None:
             return None
-        user = User(
-            id=row.u_id,
-            name=row.u_name,
-            role=Role(row.u_role),
-            password_hash=row.u_password_hash,
-            disabled=bool(row.u_disabled),
-            created_at=row.u_created_at,
-            last_sign_in_at=row.u_last_sign_in_at,
-        )
+        user = _user(row, prefix="u_")
         return Session(
             id=row.id, user=user, kind=row.kind, csrf=row.csrf, expires_at=row.expires_at
         )

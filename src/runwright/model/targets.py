@@ -141,6 +141,16 @@ class UnlockedCredential:
     def __repr__(self) -> str:
         return f"UnlockedCredential(name={self.info.name!r}, username={self.info.username!r})"
 
+    def for_job(self) -> dict[str, str | None]:
+        """What job code receives as ``sdk.credential`` (secrets included)."""
+        return {
+            "name": self.info.name,
+            "username": self.info.username,
+            "password": self.secret.password,
+            "private_key": self.secret.private_key,
+            "passphrase": self.secret.passphrase,
+        }
+
     __str__ = __repr__
 
 

@@ -376,18 +376,8 @@ class StepsEngine:
             target = candidates.target
             current[slot] = target.name
             host = self._target_host(slot, current)
-            secret = credential.secret
-            self._secrets |= set(secret.values())  # errors below may quote them
-            extra = {
-                "target": target.public(),
-                "credential": {
-                    "name": credential.info.name,
-                    "username": credential.info.username,
-                    "password": secret.password,
-                    "private_key": secret.private_key,
-                    "passphrase": secret.passphrase,
-                },
-            }
+            self._secrets |= set(credential.secret.values())  # errors below may quote them
+            extra = {"target": target.public(), "credential": credential.for_job()}
             try:
                 value = host.call(
                     spec.id, inputs.function, inputs.inputs, references, deadline, extra

@@ -66,20 +66,9 @@ def run_on_targets(
     def work(slot: int, candidates: Candidates, credential: UnlockedCredential) -> Attempted:
         target = candidates.target
         context_file = private / f"target-{slot}.json"
-        secret = credential.secret
         _write_private(
             context_file,
-            {
-                **spec.context,
-                "target": target.public(),
-                "credential": {
-                    "name": credential.info.name,
-                    "username": credential.info.username,
-                    "password": secret.password,
-                    "private_key": secret.private_key,
-                    "passphrase": secret.passphrase,
-                },
-            },
+            {**spec.context, "target": target.public(), "credential": credential.for_job()},
         )
         try:
             done = _run_one(spec, context_file, target.name, line, cancelled)
