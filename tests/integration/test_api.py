@@ -347,6 +347,14 @@ def test_cancel_then_cancel_again_then_retry(client: TestClient) -> None:
     assert client.post("/api/runs/424242/retry").status_code == 404
 
 
+def test_a_run_canceled_while_queued_has_no_started_event(client: TestClient) -> None:
+    run = submit(client, payload="never")
+    client.post(f"/api/runs/{run['id']}/cancel")
+    stream = client.get(f"/api/runs/{run['id']}/events").text  # ends after the final event
+    assert "event: canceled" in stream
+    assert "event: started" not in stream
+
+
 # -- system ---------------------------------------------------------------------------------------
 def test_task_types_and_workers(client: TestClient, runtime: Runtime) -> None:
     types = client.get("/api/task-types")

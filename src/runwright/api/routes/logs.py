@@ -154,7 +154,9 @@ async def run_events(
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> StreamingResponse:
     """Live events of a run as Server-Sent Events: `started`, `log` (one per line, the
-    event id is the line number), `progress`, then `completed`, `failed` or `canceled`.
+    event id is the line number), `progress`, then `completed`, `failed` or `canceled`
+    (no `started` for a run canceled before it started). The stream ends after the final
+    event: close the EventSource then, or it reconnects and gets that event again.
     Reconnecting with `Last-Event-ID` resumes after that line."""
     await run_in_threadpool(runtime.runs.get, run_id)  # 404 before streaming
     start = after
@@ -178,7 +180,8 @@ async def _stream(runtime: Runtime, request: Request, run_id: int, seq: int) -> 
         lines = await run_in_threadpool(runtime.logs.page, run_id, after=seq, limit=PAGE)
         if not started and run.status is not RunStatus.QUEUED:
             started = True
-            yield _event("started", _run_data(run), seq)
+            if run.started_at is not None:  # not for a run canceled while queued
+                yield _event("started", _run_data(run), seq)
         if lines:
             # One write per page, not per line.
             yield "".join(
