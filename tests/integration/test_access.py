@@ -263,6 +263,22 @@ def test_the_last_admin_stays_and_open_redirects_are_refused(
     assert demoted.status_code == 409
     assert "last enabled admin" in demoted.json()["error"]
     assert app_client.delete("/api/users/root-1", headers=admin).status_code == 409
+    # A disabled admin is no admin to keep: with root-2 enabled, it may be demoted.
+    app_client.post(
+        "/api/users",
+        json={"name": "root-2", "role": "admin", "password": "pw-pw-pw-pw-2"},
+        headers=admin,
+    )
+    assert (
+        app_client.patch("/api/users/root-1", json={"disabled": True}, headers=admin).status_code
+        == 200
+    )
+    demoted = app_client.patch("/api/users/root-1", json={"role": "viewer"}, headers=admin)
+    assert demoted.status_code == 200, demoted.text
+    assert (
+        app_client.patch("/api/users/root-2", json={"disabled": True}, headers=admin).status_code
+        == 409
+    )
     form = app_client.get("/login", params={"next": "https://evil.example/"})
     assert 'value="/"' in form.text
     assert "evil.example" not in form.text

@@ -136,8 +136,10 @@ class AuthService:
             values["password_hash"] = self._hasher.hash(password)
         if disabled is not None:
             values["disabled"] = disabled
-        losing_admin = user.role == Role.ADMIN and (
-            values.get("role", Role.ADMIN.value) != Role.ADMIN.value or disabled
+        losing_admin = (
+            user.role == Role.ADMIN
+            and not user.disabled
+            and (values.get("role", Role.ADMIN.value) != Role.ADMIN.value or disabled)
         )
         if losing_admin and self._repo.count_admins() <= 1:
             raise Conflict(f"{name} is the last enabled admin; make another user admin first.")
