@@ -137,6 +137,21 @@ def page(browser: Browser, session_state: dict[str, Any]) -> Iterator[Page]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+def sign_in_with_the_form(
+    browser: Browser, server: Server, name: str, password: str
+) -> tuple[BrowserContext, Page]:
+    """A new browser without a session signs in on /login, sent there from /jobs."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(server.url + "/jobs")
+    page.wait_for_url(re.compile(r"/login\?next=/jobs$"))  # no session: to the sign-in page
+    page.fill('input[name="name"]', name)
+    page.fill('input[name="password"]', password)
+    page.click('button[type="submit"]')
+    return context, page
+
+
 def screenshot(page: Page, name: str) -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(IMAGES / name), full_page=True)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import Server, open_context, screenshot
+from tests.browser.conftest import Server, open_context, screenshot, sign_in_with_the_form
 
 pytestmark = pytest.mark.browser
 
@@ -185,18 +185,6 @@ def test_on_a_phone_the_nav_folds_into_a_menu_that_works(
         assert width <= 390, f"the page is {width}px wide on a 390px phone"
     finally:
         context.close()
-
-
-def sign_in_with_the_form(browser: Browser, server: Server, name: str, password: str) -> Any:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    page.goto(server.url + "/jobs")
-    page.wait_for_url(re.compile(r"/login\?next=/jobs$"))  # no session: to the sign-in page
-    page.fill('input[name="name"]', name)
-    page.fill('input[name="password"]', password)
-    page.click('button[type="submit"]')
-    return context, page
 
 
 def test_signing_in_with_a_password_and_a_wrong_one(browser: Browser, server: Server) -> None:

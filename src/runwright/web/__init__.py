@@ -8,14 +8,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from runwright.web.pages import dashboard, inventory, jobs, runs, scripts
+from runwright.web.pages import admin, dashboard, inventory, jobs, runs, scripts
 from runwright.web.pages.common import PageError
 from runwright.web.templating import STATIC, render
 
 
 def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
-    for module in (dashboard, runs, jobs, scripts, inventory):
+    for module in (dashboard, runs, jobs, scripts, inventory, admin):
         app.include_router(module.router)
 
     @app.exception_handler(PageError)

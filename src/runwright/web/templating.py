@@ -92,12 +92,21 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
+def compact(value: Any) -> str:
+    """A value on one line: text as it is, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+
+
 def vendor_present() -> dict[str, bool]:
     # Checked per render: `scripts/fetch_assets.sh` may run while the server is up.
     return {name: (STATIC / path).is_file() for name, path in VENDOR_FILES.items()}
 
 
-env.filters.update(iso=iso, when=when, ago=ago, duration=duration, size=size, pretty=pretty_json)
+env.filters.update(
+    iso=iso, when=when, ago=ago, duration=duration, size=size, pretty=pretty_json, compact=compact
+)
 env.globals.update(badge=badge, version=__version__)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from runwright.model.auth import Principal
+from runwright.model.auth import Principal, Role
 from runwright.services.runtime import Runtime
 
 
@@ -35,12 +35,18 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-def forbidden(principal: Principal, what: str) -> PageError:
+def forbidden(principal: Principal, what: str, needed: Role = Role.OPERATOR) -> PageError:
+    who = "admins" if needed is Role.ADMIN else "operators and admins"
     return PageError(
         principal,
-        f"{what} is for operators and admins; you are signed in as {principal.name} "
+        f"{what} is for {who}; you are signed in as {principal.name} "
         f"({principal.role}). "
         "Ask an admin if you need it.",
         status_code=403,
         title="Not allowed",
     )
+
+
+def require(principal: Principal, needed: Role, what: str) -> None:
+    if not principal.can(needed):
+        raise forbidden(principal, what, needed)

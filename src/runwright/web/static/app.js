@@ -38,9 +38,13 @@
     return "The server answered " + response.status + " " + response.statusText + "; try again, or look at the server log.";
   }
 
-  async function api(method, url, body) {
+  // contentType: send body as it is (a file's text) with that type.
+  async function api(method, url, body, contentType) {
     const options = { method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf(), Accept: "application/json" } };
-    if (body instanceof FormData) {
+    if (contentType) {
+      options.headers["Content-Type"] = contentType;
+      options.body = body;
+    } else if (body instanceof FormData) {
       options.body = body;
     } else if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
@@ -437,5 +441,5 @@
     if (status === 401 || status === 303) notice("Your session has ended; reload the page to sign in again.");
   });
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
-  window.runwright = { api, notice };
+  window.runwright = { api, notice, flash, busy, formError, localTimes };
 })();
