@@ -283,7 +283,7 @@ def test_the_job_page_has_every_tab_and_a_run_form_from_the_parameters(
     assert '<option value="high">high</option>' in overview
     assert '<option value="production">production</option>' in overview
     assert 'data-url="/api/jobs/export/runs"' in overview
-    for tab in ("code", "versions", "runs", "schedules", "webhooks", "parameters"):
+    for tab in ("code", "versions", "runs", "schedules", "webhooks", "parameters", "environments"):
         response = client.get(f"/jobs/export?tab={tab}")
         assert response.status_code == 200, tab
     code = client.get("/jobs/export?tab=code").text
@@ -292,6 +292,32 @@ def test_the_job_page_has_every_tab_and_a_run_form_from_the_parameters(
     declared = client.get("/jobs/export?tab=parameters").text
     for name in ("day", "level", "full"):
         assert f'<td class="mono">{name}</td>' in declared
+
+
+def test_the_environments_tab_shows_each_merged_configuration_with_secrets_masked(
+    client: TestClient,
+) -> None:
+    deploy_package(
+        client,
+        "configured",
+        {
+            "runwright.toml": 'entrypoint = "main.py"\n',
+            "main.py": "print('hi')\n",
+            "config.json": '{"db": {"host": "localhost", "port": 5432}, "retries": 1}',
+            "config.production.json": '{"db": {"host": "db1.internal", "password": "pr0d-s3cret"}}',
+            "config.staging.json": '{"retries": 3}',
+        },
+    )
+    page = client.get("/jobs/configured?tab=environments")
+    assert page.status_code == 200
+    text = page.text
+    assert "default (no environment)" in text
+    assert "From config.json + config.production.json" in text
+    assert "db1.internal" in text  # production's host over the base one
+    assert "5432" in text  # kept from the base
+    assert "pr0d-s3cret" not in text
+    assert "From config.json + config.staging.json" in text
+    assert text.count("run with <code>runwright run configured --env") == 2
 
 
 def test_pages_render_with_a_notice_when_the_vendor_files_are_missing(

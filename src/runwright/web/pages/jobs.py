@@ -3,6 +3,8 @@ schedules, webhooks, parameters) and the run form."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,6 +14,8 @@ from runwright.api.auth import PagePrincipalDep
 from runwright.db.runs import RunFilter
 from runwright.errors import NotFound, RunwrightError
 from runwright.model.auth import Principal
+from runwright.model.context import mask_values
+from runwright.model.manifest import merge_config, secret_values
 from runwright.model.params import ParameterSpec, parse_specs
 from runwright.model.runs import Job, Package
 from runwright.services.code_editor import CodeEditor, CodeFile
@@ -21,7 +25,16 @@ from runwright.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 
-TABS = ("overview", "code", "versions", "runs", "schedules", "webhooks", "parameters")
+TABS = (
+    "overview",
+    "code",
+    "versions",
+    "runs",
+    "schedules",
+    "webhooks",
+    "parameters",
+    "environments",
+)
 MODES = {
     ".py": "python",
     ".yaml": "yaml",
@@ -151,6 +164,8 @@ def job_page(
         context["upcoming"] = {s.id: runtime.schedules.upcoming(s.id, 5) for s in schedules}
     elif tab == "webhooks":
         context["webhooks"] = runtime.webhooks.list(job.name)
+    elif tab == "environments":
+        context["environments"] = _environments(runtime, job, package)
     return render(request, principal, "job.html", context, section="jobs")
 
 
@@ -186,3 +201,37 @@ def _versions_tab(
         except RunwrightError as exc:
             context["diff_error"] = exc.message
     return context
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    name: str  # "" for the base configuration
+    files: list[str]
+    config: Any  # merged, with secret values masked
+    problem: str = ""
+
+
+def _environments(runtime: Runtime, job: Job, package: Package | None) -> list[Environment]:
+    """The base configuration and each environment's (config.json, then
+    config.<env>.json over it), as a run in that environment receives it, secrets masked."""
+    if package is None:
+        return []
+    texts = {f.path: f.text for f in editor_of(runtime).files(job) if f.text is not None}
+    names = ["", *(package.manifest.get("environments") or [])]
+    found: list[Environment] = []
+    for name in names:
+        files = ["config.json"] + ([f"config.{name}.json"] if name else [])
+        present = [f for f in files if f in texts]
+        merged: dict[str, Any] = {}
+        problem = ""
+        for path in present:
+            try:
+                loaded = json.loads(texts[path])
+            except ValueError as exc:
+                problem = f"{path} is not valid JSON: {exc}"
+                break
+            if isinstance(loaded, dict):
+                merged = merge_config(merged, loaded)
+        masked = mask_values(merged, secret_values(merged))
+        found.append(Environment(name=name, files=present, config=masked, problem=problem))
+    return found
