@@ -1,5 +1,5 @@
 """The admin pages (users, tokens, audit) and the inventory forms (targets, credentials,
-variables), over a real database, through FastAPI's TestClient with signed-in browser
+variables), over a real SQLite database, through FastAPI's TestClient with signed-in browser
 sessions of each role. The forms themselves run in Chromium: tests/browser/test_admin_ui.py.
 
 Every response of every test is checked by a hook: none may be a 5xx.
@@ -11,6 +11,7 @@ import json
 import re
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import asyncssh
 import pytest
@@ -20,6 +21,7 @@ from runwright.api.app import create_app
 from runwright.config import Settings
 from runwright.services.runtime import Runtime
 from runwright.web.prefill import vars_text
+from tests.conftest import make_database
 from tests.helpers import make_registry, no_server_errors
 from tests.integration.test_web_pages import PAGES, sign_in, upload_script
 
@@ -33,6 +35,13 @@ CREDENTIAL_PASSWORD = "canary-credential-password-0b3a"
 KEY_PASSPHRASE = "canary-key-passphrase-55e2"
 SENSITIVE_VALUE = "canary-sensitive-value-a4f0"
 SENSITIVE_NESTED = "canary-nested-secret-91bd"
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite only: pages render what the services return, and the services have their
+    PostgreSQL tests (the dashboard's own SQL: test_web_stats.py, on both)."""
+    yield from make_database("sqlite", request, tmp_path)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""The web UI's pages and the code editor's endpoint, over a real database (SQLite and
-PostgreSQL), through FastAPI's TestClient with a signed-in browser session.
+"""The web UI's pages and the code editor's endpoint, through FastAPI's TestClient with a
+signed-in browser session, on SQLite: pages read through the services, which run on both
+databases in their own tests; the dashboard's own SQL runs on both in test_web_stats.py.
 
 Every response of every test is checked by a hook: none may be a 5xx.
 """
@@ -12,6 +13,7 @@ import uuid
 import warnings
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -27,8 +29,8 @@ from runwright.db.tables import runs as runs_table
 from runwright.model.states import Outcome, RunStatus
 from runwright.model.targets import SecretPart, TargetStatus
 from runwright.services.runtime import Runtime
-from runwright.web import stats
 from runwright.web.badges import OUTCOME, RUN_STATUS, STEP_STATUS, TARGET_STATUS, badge
+from tests.conftest import make_database
 from tests.helpers import make_registry, no_server_errors
 
 with warnings.catch_warnings():
@@ -40,6 +42,13 @@ SECRET_PASSWORD = "Sup3r-Secret-Passw0rd-Do-Not-Show"
 SECRET_VARIABLE = "sensitive-variable-value-9f8e7d"
 SCRIPT = b'import time\nprint("hello from the script")\n'
 PAGES = ("/", "/jobs", "/scripts", "/runs", "/targets", "/credentials", "/variables", "/workers")
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite only: pages render what the services return, and the services have their
+    PostgreSQL tests (the dashboard's own SQL: test_web_stats.py, on both)."""
+    yield from make_database("sqlite", request, tmp_path)
 
 
 @pytest.fixture
@@ -503,60 +512,3 @@ def test_no_credential_secret_appears_in_any_page(client: TestClient, runtime: R
     assert "api_token" in seen
     for secret in (SECRET_PASSWORD, key_body, SECRET_VARIABLE, "BEGIN OPENSSH"):
         assert secret not in seen
-
-
-# -- dashboard statistics ----------------------------------------------------------------------
-def test_dashboard_statistics_per_hour_and_percentiles(
-    client: TestClient, runtime: Runtime
-) -> None:
-    now = 1_900_000_000.0
-    rows = [
-        # (finished hours ago, duration, status, outcome)
-        (0.5, 1.0, "succeeded", None),
-        (0.5, 3.0, "succeeded", None),
-        (0.6, 10.0, "failed", "timed_out"),
-        (2.5, 2.0, "succeeded", "completed_success"),
-        (30.0, 5.0, "failed", "error"),  # outside 24 h, inside 7 d
-    ]
-    with runtime.engine.begin() as conn:
-        for index, (hours_ago, took, status, outcome) in enumerate(rows):
-            finished = now - hours_ago * 3600
-            conn.execute(
-                sa.insert(runs_table).values(
-                    type="echo",
-                    status=status,
-                    outcome=outcome,
-                    payload=None,
-                    created_at=finished - took - 1,
-                    scheduled_at=finished - took - 1,
-                    started_at=finished - took,
-                    finished_at=finished,
-                    idempotency_key=f"stats-{index}",
-                )
-            )
-        conn.execute(
-            sa.insert(runs_table).values(
-                type="echo", status="queued", queue="reports", created_at=now, scheduled_at=now
-            )
-        )
-    day = stats.runs_by_outcome(runtime.engine, window=86400, width=3600, now=now)
-    assert len(day.starts) == 24
-    assert day.counts["succeeded"][23] == 2
-    assert day.counts["timed_out"][23] == 1
-    assert day.counts["completed_success"][21] == 1
-    assert "error" not in day.counts
-    assert day.total == 4
-    week = stats.runs_by_outcome(runtime.engine, window=7 * 86400, width=3600, now=now)
-    assert week.total == 5
-    assert len(week.starts) == 168
-    timing = stats.duration_percentiles(runtime.engine, window=86400, width=3600, now=now)
-    assert timing.count == 4
-    assert timing.p50[23] == pytest.approx(3.0)
-    assert timing.p95[23] == pytest.approx(9.3)
-    assert timing.p50[0] is None
-    assert timing.overall_p50 == pytest.approx(2.5)
-    assert stats.queue_depth(runtime.engine) == {"reports": 1}
-    page = client.get("/")
-    assert page.status_code == 200
-    assert 'id="chart-data"' in page.text
-    assert "reports" in page.text
