@@ -11,18 +11,16 @@ import json
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import asyncssh
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
 from runwright.api.app import create_app
-from runwright.config import Settings
 from runwright.services.runtime import Runtime
 from runwright.web.prefill import vars_text
-from tests.conftest import make_database
-from tests.helpers import make_registry, no_server_errors
+from tests.helpers import no_server_errors
+from tests.integration import test_web_pages as pages
 from tests.integration.test_web_pages import PAGES, sign_in, upload_script
 
 with warnings.catch_warnings():
@@ -37,18 +35,9 @@ SENSITIVE_VALUE = "canary-sensitive-value-a4f0"
 SENSITIVE_NESTED = "canary-nested-secret-91bd"
 
 
-@pytest.fixture
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """SQLite only: pages render what the services return, and the services have their
-    PostgreSQL tests (the dashboard's own SQL: test_web_stats.py, on both)."""
-    yield from make_database("sqlite", request, tmp_path)
-
-
-@pytest.fixture
-def runtime(settings: Settings) -> Iterator[Runtime]:
-    rt = Runtime.open(settings, registry=make_registry())
-    yield rt
-    rt.close()
+# The pages' fixtures: a runtime on SQLite (see test_web_pages.py for why).
+database_url = pages.database_url
+runtime = pages.runtime
 
 
 Clients = Callable[[str], TestClient]
