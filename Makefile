@@ -23,7 +23,7 @@ run: install
 ## Install test dependencies, start PostgreSQL if it is down, run the whole suite.
 test: install
 	bash scripts/services.sh
-	$(PY) -m pytest -q -p no:cacheprovider -n 2
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist worksteal
 
 ## Lint, format check and strict typing of src/.
 check: install
