@@ -61,12 +61,9 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 def sign_in(client: TestClient, runtime: Runtime, role: str = "admin") -> None:
     """A browser session of a new user with ``role``: the cookie, and the CSRF token the
     pages' JavaScript would send."""
-    auth = getattr(runtime, "auth", None)
-    if auth is None:  # the stand-in before users existed: everyone is the admin
-        return
     name = f"{role}-{uuid.uuid4().hex[:8]}"
-    auth.create_user(name, role, PASSWORD, actor="tests")
-    signed = auth.sign_in(name, PASSWORD)
+    runtime.auth.create_user(name, role, PASSWORD, actor="tests")
+    signed = runtime.auth.sign_in(name, PASSWORD)
     assert signed is not None
     client.cookies.set("rw_session", signed.secret)
     client.headers["X-CSRF-Token"] = signed.csrf
@@ -447,8 +444,6 @@ def test_saving_files_of_unknown_or_task_jobs_is_refused(client: TestClient) -> 
 
 
 def test_a_viewer_can_read_code_but_not_save_it(runtime: Runtime) -> None:
-    if getattr(runtime, "auth", None) is None:
-        pytest.skip("roles arrive with users")  # never in this tree: auth is there
     with TestClient(create_app(runtime), raise_server_exceptions=False) as admin:
         sign_in(admin, runtime, "admin")
         upload_script(admin)
